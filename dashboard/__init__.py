@@ -1,0 +1,1 @@
+"""PruneScope dashboard: Dash pages served by the same process as the API."""

@@ -1,0 +1,3 @@
+from prunescope.cli import app
+
+app(prog_name="prunescope")

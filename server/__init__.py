@@ -1,0 +1,1 @@
+"""PruneScope server: FastAPI API, database models and the job lifecycle."""

@@ -1,0 +1,46 @@
+"""The ASGI application: API routes first, then the Dash dashboard mounted at ``/``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from prunescope import __version__
+from server import storage
+from server.checkpoints.router import router as checkpoints_router
+from server.config import Settings, get_settings
+from server.datasets.router import router as datasets_router
+from server.errors import install_handlers
+from server.health import router as health_router
+from server.jobs.router import router as jobs_router
+from server.queue import get_queue
+from server.uploads import BodySizeLimit
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, with_dashboard: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(
+        title="PruneScope",
+        version=__version__,
+        description="Compare a dense network and its pruned variants. Errors are `{\"detail\": \"...\"}`.",
+    )
+    app.state.settings = settings
+    app.state.store = storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
+    app.state.queue = get_queue(settings.resolved_queue_url)
+    install_handlers(app)
+    for router in (health_router, checkpoints_router, datasets_router, jobs_router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, get_limit=lambda: settings.max_upload_bytes)
+    if with_dashboard:
+        from a2wsgi import WSGIMiddleware
+
+        from dashboard.app import create_dash
+
+        dash_app = create_dash(settings)
+        app.mount("/", WSGIMiddleware(dash_app.server))
+    return app

@@ -1,0 +1,57 @@
+"""Dependency injection: every route gets its settings, session, store and queue from here."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db import session_factory
+from server.errors import Unauthorized
+from server.queue import JobQueue
+from server.storage import BlobStore
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory = session_factory(request.app.state.settings.resolved_database_url)
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def get_store(request: Request) -> BlobStore:
+    return request.app.state.store
+
+
+def get_job_queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+def require_write_token(request: Request) -> None:
+    """Write endpoints need ``Authorization: Bearer <PRUNESCOPE_API_TOKEN>`` when a token is configured."""
+    expected = request.app.state.settings.api_token
+    if not expected:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("this endpoint needs 'Authorization: Bearer <API token>'")
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[BlobStore, Depends(get_store)]
+QueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+WriteGuard = Depends(require_write_token)

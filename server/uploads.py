@@ -1,0 +1,56 @@
+"""Request-size limits and small parsers shared by the upload routes."""
+
+from __future__ import annotations
+
+from server.errors import InvalidInput, PayloadTooLarge
+
+UPLOAD_PATHS = ("/api/checkpoints", "/api/datasets")
+
+
+def parse_shape(raw: str | None) -> list[int] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        shape = [int(p) for p in raw.replace("x", ",").split(",") if p.strip()]
+    except ValueError:
+        raise InvalidInput(f"input_shape must be integers separated by commas, e.g. 3,32,32; got {raw!r}") from None
+    if not 1 <= len(shape) <= 4 or any(d < 1 or d > 100_000 for d in shape):
+        raise InvalidInput(f"input_shape must have 1 to 4 positive dimensions; got {raw!r}")
+    return shape
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse upload bodies over the limit (413) before and while they stream in."""
+
+    def __init__(self, app, get_limit):
+        self.app = app
+        self.get_limit = get_limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] not in UPLOAD_PATHS:
+            return await self.app(scope, receive, send)
+        limit = self.get_limit() + 1024 * 1024  # slack for the multipart envelope and form fields
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _reject(send, limit)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+async def _reject(send, limit: int) -> None:
+    body = ('{"detail": "upload exceeds the limit of %d bytes"}' % limit).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

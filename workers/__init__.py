@@ -1,0 +1,1 @@
+"""PruneScope workers: trusted architectures, pruning, training and the analyses the queue runs."""

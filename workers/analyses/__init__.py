@@ -1,0 +1,1 @@
+"""Analyses: pure functions (model, data, device, params) -> result dataclass."""

@@ -1,0 +1,106 @@
+"""Run one job's analysis: fetch its inputs (cached per process), call the pure function, pack artifacts."""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from server.storage import BlobStore
+from workers import registry
+from workers.checkpoints import instantiate
+from workers.data import DatasetError, read_npz
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """Everything a worker needs to know about a job, read from its row in one go."""
+
+    job_id: int
+    analysis: str
+    params: dict
+    checkpoint: dict  # id, sha256, blob_key, architecture, num_classes, input_shape, ...
+    dataset: dict | None  # id, sha256, blob_key
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class Executor:
+    """Holds a worker's small caches of loaded checkpoints and datasets."""
+
+    def __init__(self, store: BlobStore, device: torch.device, *, include_testing: bool = False):
+        self.store = store
+        self.device = device
+        self.include_testing = include_testing
+        self._models = _LRU(4)
+        self._data = _LRU(2)
+
+    def _model(self, ckpt: dict) -> torch.nn.Module:
+        key = (ckpt["sha256"], ckpt["architecture"], ckpt["num_classes"], tuple(ckpt["input_shape"]))
+
+        def make():
+            path: Path = self.store.fetch(ckpt["blob_key"])
+            model, _ = instantiate(
+                path,
+                architecture=ckpt["architecture"],
+                num_classes=ckpt["num_classes"],
+                input_shape=ckpt["input_shape"],
+            )
+            return model.to(self.device)
+
+        return self._models.get_or(key, make)
+
+    def _dataset(self, ds: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        def make():
+            arrays = read_npz(self.store.fetch(ds["blob_key"]))
+            return torch.from_numpy(arrays.normalized_x()), torch.from_numpy(arrays.y)
+
+        return self._data.get_or(ds["sha256"], make)
+
+    def run(self, job: JobInputs, progress) -> tuple[dict, dict[str, bytes]]:
+        spec = registry.get(job.analysis, include_testing=self.include_testing)
+        params = spec.params_model.model_validate(job.params)
+        if job.dataset is None:
+            x = y = torch.empty(0)
+        else:
+            x, y = self._dataset(job.dataset)
+        model = self._model(job.checkpoint) if not spec.testing else torch.nn.Identity()
+        if job.dataset is not None and not spec.testing and list(x.shape[1:]) != list(job.checkpoint["input_shape"]):
+            raise DatasetError(
+                f"the data set's samples have shape {tuple(x.shape[1:])}, "
+                f"the checkpoint expects {tuple(job.checkpoint['input_shape'])}"
+            )
+        out = spec.run(
+            registry.AnalysisInputs(
+                model=model, x=x, y=y, device=self.device, params=params, progress=progress,
+                checkpoint=job.checkpoint,
+            )
+        )
+        return out.summary, {name: _npz(arrays) for name, arrays in _group(out.arrays).items()}
+
+
+def _group(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    return {"per_sample": arrays} if arrays else {}
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()

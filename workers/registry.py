@@ -1,0 +1,91 @@
+"""The analysis registry: a name maps to a pure function, its parameter schema and a code version.
+
+Adding an analysis means one module under ``workers/analyses/`` and one :func:`register` call
+below. ``version`` is part of every job's cache key: bump it when a change alters results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+
+class UnknownAnalysis(ValueError):
+    pass
+
+
+@dataclass
+class AnalysisInputs:
+    model: torch.nn.Module
+    x: torch.Tensor  # (N, ...) on the CPU; the analysis moves batches to `device`
+    y: torch.Tensor  # (N,)
+    device: torch.device
+    params: BaseModel
+    progress: Callable[[float, str], None]
+    checkpoint: dict = field(default_factory=dict)
+
+
+@dataclass
+class AnalysisOutput:
+    summary: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    name: str
+    version: str
+    title: str
+    description: str
+    params_model: type[BaseModel]
+    run: Callable[[AnalysisInputs], AnalysisOutput]
+    testing: bool = False  # only registered for the reliability tests
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "title": self.title,
+            "description": self.description,
+            "params_schema": self.params_model.model_json_schema(),
+            "defaults": self.params_model().model_dump(),
+        }
+
+
+_REGISTRY: dict[str, AnalysisSpec] = {}
+
+
+def register(spec: AnalysisSpec) -> AnalysisSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"analysis {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def specs(*, include_testing: bool = False) -> list[AnalysisSpec]:
+    _load_builtin()
+    return [s for s in _REGISTRY.values() if include_testing or not s.testing]
+
+
+def get(name: str, *, include_testing: bool = False) -> AnalysisSpec:
+    _load_builtin()
+    spec = _REGISTRY.get(name)
+    if spec is None or (spec.testing and not include_testing):
+        known = ", ".join(s.name for s in specs(include_testing=include_testing))
+        raise UnknownAnalysis(f"unknown analysis {name!r}; known: {known}")
+    return spec
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from workers.analyses import evaluate_task, testing  # noqa: F401 - registers on import
