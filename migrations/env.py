@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from the caller's config or from the settings."""
 
 from alembic import context
+
 from server.config import get_settings
 from server.db import make_engine
 from server.models import Base

@@ -95,8 +95,19 @@ def serve(
                 child.kill()
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the worker gets SIGTERM if the server dies, even by SIGKILL, and hands its job back."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn_worker() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "prunescope", "worker"], env=os.environ.copy())
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunescope", "worker"], env=os.environ.copy(), preexec_fn=_die_with_parent
+    )
 
 
 @app.command()
@@ -148,8 +159,12 @@ def upload(
     from prunescope.client import upload_checkpoint
 
     fields = {
-        "architecture": architecture, "name": name or file.name, "num_classes": num_classes,
-        "input_shape": input_shape, "family": family, "parent_id": parent_id,
+        "architecture": architecture,
+        "name": name or file.name,
+        "num_classes": num_classes,
+        "input_shape": input_shape,
+        "family": family,
+        "parent_id": parent_id,
     }
     body = upload_checkpoint(server, file, {k: str(v) for k, v in fields.items() if v is not None})
     typer.echo(json.dumps(body, indent=2))
@@ -178,11 +193,12 @@ def analyse(
     if wait:
         jobs = follow_jobs(server, [j["id"] for j in jobs])
     for job in jobs:
-        typer.echo(f"job {job['id']} checkpoint {job['checkpoint_id']}: {job['status']} {job.get('error') or ''}")
+        typer.echo(
+            f"job {job['id']} checkpoint {job['checkpoint_id']}: {job['status']} {job.get('error') or ''}"
+        )
     if any(j["status"] == "failed" for j in jobs):
         raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover
     app()
-

@@ -39,17 +39,29 @@ class _ProgressReader:
 
 def upload_checkpoint(server: str, path: Path, fields: dict) -> dict:
     size = path.stat().st_size
-    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
     with Progress(*columns) as bar, path.open("rb") as f:
         task = bar.add_task(f"uploading {path.name}", total=size)
         files = {"file": (path.name, _ProgressReader(f, bar, task), "application/octet-stream")}
-        resp = httpx.post(f"{server}/api/checkpoints", data=fields, files=files, headers=_headers(), timeout=None)
+        resp = httpx.post(
+            f"{server}/api/checkpoints", data=fields, files=files, headers=_headers(), timeout=None
+        )
     _raise_for_detail(resp)
     return resp.json()
 
 
 def submit_jobs(server: str, analysis: str, checkpoint_ids: list[int], dataset_id: int | None, params: dict):
-    body = {"analysis": analysis, "checkpoint_ids": checkpoint_ids, "dataset_id": dataset_id, "params": params}
+    body = {
+        "analysis": analysis,
+        "checkpoint_ids": checkpoint_ids,
+        "dataset_id": dataset_id,
+        "params": params,
+    }
     resp = httpx.post(f"{server}/api/jobs", json=body, headers=_headers(), timeout=60)
     _raise_for_detail(resp)
     return resp.json()

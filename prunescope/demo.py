@@ -83,17 +83,29 @@ def load_demo(settings: Settings, *, progress: Callable[[float, str], None] | No
             if member.method:
                 meta.update(pruning_method=member.method, sparsity_target=member.target)
             ckpt = checkpoints.create(
-                session=session, store=store, staged=stage_bytes(_to_bytes(member.state_dict), store.tmp_dir),
-                name=f"demo {member.name}", architecture="small_cnn", num_classes=10, input_shape=[1, 8, 8],
-                family=FAMILY, parent_id=parent_id, metadata=meta,
+                session=session,
+                store=store,
+                staged=stage_bytes(_to_bytes(member.state_dict), store.tmp_dir),
+                name=f"demo {member.name}",
+                architecture="small_cnn",
+                num_classes=10,
+                input_shape=[1, 8, 8],
+                family=FAMILY,
+                parent_id=parent_id,
+                metadata=meta,
             )
             ids.append(ckpt.id)
             parent_id = parent_id or ckpt.id
     with session_scope(url) as session:
         dataset = datasets.create_builtin(session=session, store=store, name="digits")
         jobs.submit(
-            session=session, queue=get_queue(settings.resolved_queue_url), analysis="evaluate",
-            checkpoint_ids=ids, dataset_id=dataset.id, params={}, max_attempts=settings.max_attempts,
+            session=session,
+            queue=get_queue(settings.resolved_queue_url),
+            analysis="evaluate",
+            checkpoint_ids=ids,
+            dataset_id=dataset.id,
+            params={},
+            max_attempts=settings.max_attempts,
         )
     logger.info("demo family %s registered: checkpoints %s", FAMILY, ids)
     return ids

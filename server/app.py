@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, *, with_dashboard: bool = True)
     app = FastAPI(
         title="PruneScope",
         version=__version__,
-        description="Compare a dense network and its pruned variants. Errors are `{\"detail\": \"...\"}`.",
+        description='Compare a dense network and its pruned variants. Errors are `{"detail": "..."}`.',
     )
     app.state.settings = settings
     app.state.store = storage.make_store(settings.resolved_storage_url, settings.tmp_dir)

@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from server.config import Settings
@@ -49,6 +49,9 @@ def require_write_token(request: Request) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized("this endpoint needs 'Authorization: Bearer <API token>'")
 
+
+MAX_ID = 2**31 - 1  # INTEGER primary keys on PostgreSQL
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]

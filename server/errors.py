@@ -1,14 +1,14 @@
 """One exception hierarchy for the whole server, mapped to HTTP in :func:`install_handlers`.
 
-    PruneScopeError
-    ├── InvalidInput        422  a value the client sent cannot be used
-    │   └── BadUpload       422  an uploaded file is not what it claims to be
-    ├── NotFound            404
-    ├── Conflict            409  the request clashes with the current state
-    ├── PayloadTooLarge     413
-    ├── Unauthorized        401
-    ├── RateLimited         429
-    └── BlobCorrupt         500  a stored blob no longer matches its sha256 (server-side fault)
+PruneScopeError
+├── InvalidInput        422  a value the client sent cannot be used
+│   └── BadUpload       422  an uploaded file is not what it claims to be
+├── NotFound            404
+├── Conflict            409  the request clashes with the current state
+├── PayloadTooLarge     413
+├── Unauthorized        401
+├── RateLimited         429
+└── BlobCorrupt         500  a stored blob no longer matches its sha256 (server-side fault)
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from server.errors import InvalidInput, PayloadTooLarge
 
 UPLOAD_PATHS = ("/api/checkpoints", "/api/datasets")
@@ -13,7 +15,9 @@ def parse_shape(raw: str | None) -> list[int] | None:
     try:
         shape = [int(p) for p in raw.replace("x", ",").split(",") if p.strip()]
     except ValueError:
-        raise InvalidInput(f"input_shape must be integers separated by commas, e.g. 3,32,32; got {raw!r}") from None
+        raise InvalidInput(
+            f"input_shape must be integers separated by commas, e.g. 3,32,32; got {raw!r}"
+        ) from None
     if not 1 <= len(shape) <= 4 or any(d < 1 or d > 100_000 for d in shape):
         raise InvalidInput(f"input_shape must have 1 to 4 positive dimensions; got {raw!r}")
     return shape
@@ -49,8 +53,16 @@ class BodySizeLimit:
 
 
 async def _reject(send, limit: int) -> None:
-    body = ('{"detail": "upload exceeds the limit of %d bytes"}' % limit).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    body = json.dumps({"detail": f"upload exceeds the limit of {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

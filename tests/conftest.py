@@ -91,7 +91,9 @@ def db_url(request):
 
 @pytest.fixture
 def settings(tmp_path, sqlite_url) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=sqlite_url, lease_seconds=3, reaper_interval_seconds=0.5)
+    return Settings(
+        data_dir=tmp_path / "data", database_url=sqlite_url, lease_seconds=3, reaper_interval_seconds=0.5
+    )
 
 
 @pytest.fixture
@@ -111,8 +113,15 @@ def chromium() -> str:
 
 # --- factories ------------------------------------------------------------------------------------
 
-def state_dict_bytes(architecture: str = "small_cnn", *, num_classes: int = 10, input_shape=(1, 8, 8),
-                     seed: int = 0, zero_fraction: float = 0.0) -> bytes:
+
+def state_dict_bytes(
+    architecture: str = "small_cnn",
+    *,
+    num_classes: int = 10,
+    input_shape=(1, 8, 8),
+    seed: int = 0,
+    zero_fraction: float = 0.0,
+) -> bytes:
     """A freshly initialised checkpoint, optionally with a fraction of each weight zeroed."""
     from workers.architectures import build
 

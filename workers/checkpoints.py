@@ -45,7 +45,9 @@ def instantiate(
     loaded = load_checkpoint(path)
     state_dict, masks = fold_prune_masks(architectures.normalize_keys(loaded.state_dict))
     num_classes, shape = _resolve(state_dict, architecture, num_classes, input_shape)
-    model = architectures.build(architecture, num_classes=num_classes, input_shape=shape, state_dict=state_dict)
+    model = architectures.build(
+        architecture, num_classes=num_classes, input_shape=shape, state_dict=state_dict
+    )
     model.eval()
     with torch.inference_mode():
         try:

@@ -82,14 +82,23 @@ class Executor:
         else:
             x, y = self._dataset(job.dataset)
         model = self._model(job.checkpoint) if not spec.testing else torch.nn.Identity()
-        if job.dataset is not None and not spec.testing and list(x.shape[1:]) != list(job.checkpoint["input_shape"]):
+        if (
+            job.dataset is not None
+            and not spec.testing
+            and list(x.shape[1:]) != list(job.checkpoint["input_shape"])
+        ):
             raise DatasetError(
                 f"the data set's samples have shape {tuple(x.shape[1:])}, "
                 f"the checkpoint expects {tuple(job.checkpoint['input_shape'])}"
             )
         out = spec.run(
             registry.AnalysisInputs(
-                model=model, x=x, y=y, device=self.device, params=params, progress=progress,
+                model=model,
+                x=x,
+                y=y,
+                device=self.device,
+                params=params,
+                progress=progress,
                 checkpoint=job.checkpoint,
             )
         )

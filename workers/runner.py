@@ -71,7 +71,9 @@ class Worker:
     def run_one(self, job_id: int) -> str:
         with session_scope(self.db_url) as session:
             lease = leases.claim(
-                session=session, job_id=job_id, worker_id=self.worker_id,
+                session=session,
+                job_id=job_id,
+                worker_id=self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
             )
             facts = leases.job_inputs(session=session, job_id=job_id) if lease else None
@@ -105,8 +107,12 @@ class Worker:
             if lost.is_set():
                 raise LeaseLost()
             artifacts = [
-                {"name": name, "key": self.store.put_bytes(data), "size": len(data),
-                 "media_type": "application/x-npz"}
+                {
+                    "name": name,
+                    "key": self.store.put_bytes(data),
+                    "size": len(data),
+                    "media_type": "application/x-npz",
+                }
                 for name, data in blobs.items()
             ]
             with session_scope(self.db_url) as session:
@@ -127,7 +133,9 @@ class Worker:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             logger.warning("job %s failed: %s\n%s", job_id, error, traceback.format_exc())
             with session_scope(self.db_url) as session:
-                status = leases.fail(session=session, lease=lease, error=error, retry=not isinstance(exc, PERMANENT))
+                status = leases.fail(
+                    session=session, lease=lease, error=error, retry=not isinstance(exc, PERMANENT)
+                )
             if status == "queued":
                 self.queue.enqueue(job_id)
             return status or "lost"

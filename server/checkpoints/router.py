@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from server.checkpoints import service
 from server.checkpoints.schemas import CheckpointPublic, CheckpointUpdate
-from server.deps import SessionDep, SettingsDep, StoreDep, WriteGuard
+from server.deps import MAX_ID, IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
 from server.storage import stage_file
 from server.uploads import parse_shape
 
@@ -24,16 +24,23 @@ def upload_checkpoint(
     num_classes: Annotated[int | None, Form(ge=1, le=100_000)] = None,
     input_shape: Annotated[str | None, Form(description="e.g. 3,32,32", max_length=100)] = None,
     family: Annotated[str | None, Form(max_length=200)] = None,
-    parent_id: Annotated[int | None, Form(ge=1)] = None,
+    parent_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
 ):
     meta = service.parse_metadata(metadata)
     shape = parse_shape(input_shape)
     staged = stage_file(file.file, settings.tmp_dir, settings.max_upload_bytes)
     return service.create(
-        session=session, store=store, staged=staged, name=name or file.filename or "checkpoint",
-        architecture=architecture, num_classes=num_classes, input_shape=shape, family=family or None,
-        parent_id=parent_id, metadata=meta,
+        session=session,
+        store=store,
+        staged=staged,
+        name=name or file.filename or "checkpoint",
+        architecture=architecture,
+        num_classes=num_classes,
+        input_shape=shape,
+        family=family or None,
+        parent_id=parent_id,
+        metadata=meta,
     )
 
 
@@ -48,16 +55,18 @@ def list_checkpoints(
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointPublic)
-def get_checkpoint(session: SessionDep, checkpoint_id: int):
+def get_checkpoint(session: SessionDep, checkpoint_id: IdPath):
     return service.get(session=session, checkpoint_id=checkpoint_id)
 
 
 @router.patch("/{checkpoint_id}", response_model=CheckpointPublic, dependencies=[WriteGuard])
-def update_checkpoint(session: SessionDep, checkpoint_id: int, body: CheckpointUpdate):
-    return service.update(session=session, checkpoint_id=checkpoint_id, changes=body.model_dump(exclude_unset=True))
+def update_checkpoint(session: SessionDep, checkpoint_id: IdPath, body: CheckpointUpdate):
+    return service.update(
+        session=session, checkpoint_id=checkpoint_id, changes=body.model_dump(exclude_unset=True)
+    )
 
 
 @router.delete("/{checkpoint_id}", status_code=204, dependencies=[WriteGuard])
-def delete_checkpoint(session: SessionDep, store: StoreDep, checkpoint_id: int):
+def delete_checkpoint(session: SessionDep, store: StoreDep, checkpoint_id: IdPath):
     service.delete(session=session, store=store, checkpoint_id=checkpoint_id)
     return Response(status_code=204)

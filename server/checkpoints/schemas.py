@@ -32,4 +32,4 @@ class CheckpointUpdate(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     family: str | None = Field(None, max_length=200)
-    parent_id: int | None = None
+    parent_id: int | None = Field(None, ge=1, le=2**31 - 1)

@@ -42,7 +42,9 @@ def get(*, session: Session, checkpoint_id: int) -> Checkpoint:
     return ckpt
 
 
-def list_all(*, session: Session, family: str | None = None, limit: int = 500, offset: int = 0) -> list[Checkpoint]:
+def list_all(
+    *, session: Session, family: str | None = None, limit: int = 500, offset: int = 0
+) -> list[Checkpoint]:
     stmt = select(Checkpoint).order_by(Checkpoint.id)
     if family is not None:
         stmt = stmt.where(Checkpoint.family == family)

@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 
 from server.datasets import service
 from server.datasets.schemas import DatasetBuiltinCreate, DatasetPublic
-from server.deps import SessionDep, SettingsDep, StoreDep, WriteGuard
+from server.deps import IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
 from server.errors import InvalidInput
 from server.storage import stage_file
 
@@ -45,8 +45,10 @@ async def create_dataset(request: Request, session: SessionDep, store: StoreDep,
         try:
             body = DatasetBuiltinCreate.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise InvalidInput(f"expected {{\"builtin\": \"digits\"}}: {exc.errors()[0]['msg']}") from None
-        return await run_in_threadpool(service.create_builtin, session=session, store=store, name=body.builtin)
+            raise InvalidInput(f'expected {{"builtin": "digits"}}: {exc.errors()[0]["msg"]}') from None
+        return await run_in_threadpool(
+            service.create_builtin, session=session, store=store, name=body.builtin
+        )
     if not content_type.startswith("multipart/form-data"):
         raise InvalidInput("send JSON {\"builtin\": ...} or a multipart form with a 'file' field")
     async with request.form(max_files=1, max_fields=10) as form:
@@ -71,5 +73,5 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(session: SessionDep, dataset_id: int):
+def get_dataset(session: SessionDep, dataset_id: IdPath):
     return service.get(session=session, dataset_id=dataset_id)

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     analysis: str = Field(max_length=64, examples=["evaluate"])
-    checkpoint_ids: list[int] = Field(min_length=1, max_length=200)
-    dataset_id: int | None = None
+    checkpoint_ids: list[Id] = Field(min_length=1, max_length=200)
+    dataset_id: Id | None = None
     params: dict = Field(default_factory=dict)
 
 

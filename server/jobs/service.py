@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 REUSABLE = (JobStatus.queued, JobStatus.running, JobStatus.succeeded)
 
 
-def cache_key(*, analysis: str, version: str, checkpoint_sha: str, dataset_sha: str | None, params: dict) -> str:
+def cache_key(
+    *, analysis: str, version: str, checkpoint_sha: str, dataset_sha: str | None, params: dict
+) -> str:
     """Identical work has an identical key: same bytes in, same analysis code, same parameters."""
     canonical = json.dumps(
         [analysis, version, checkpoint_sha, dataset_sha, params], sort_keys=True, separators=(",", ":")
@@ -49,7 +51,8 @@ def _check_compatible(ckpt: Checkpoint, ds: Dataset) -> None:
         )
     if ds.num_classes > ckpt.num_classes:
         raise InvalidInput(
-            f"dataset {ds.id} has {ds.num_classes} classes but checkpoint {ckpt.id} predicts {ckpt.num_classes}"
+            f"dataset {ds.id} has {ds.num_classes} classes "
+            f"but checkpoint {ckpt.id} predicts {ckpt.num_classes}"
         )
 
 
@@ -93,8 +96,11 @@ def submit(
         if ds is not None and not spec.testing:
             _check_compatible(ckpt, ds)
         key = cache_key(
-            analysis=spec.name, version=spec.version, checkpoint_sha=ckpt.sha256,
-            dataset_sha=ds.sha256 if ds else None, params=params,
+            analysis=spec.name,
+            version=spec.version,
+            checkpoint_sha=ckpt.sha256,
+            dataset_sha=ds.sha256 if ds else None,
+            params=params,
         )
         existing = session.scalar(
             select(Job).where(Job.cache_key == key, Job.status.in_(REUSABLE)).order_by(Job.id.desc()).limit(1)
@@ -103,9 +109,15 @@ def submit(
             out.append((existing, True))
             continue
         job = Job(
-            analysis=spec.name, analysis_version=spec.version, checkpoint_id=ckpt.id,
-            dataset_id=ds.id if ds else None, params=params, cache_key=key, status=JobStatus.queued,
-            max_attempts=max_attempts, message="queued",
+            analysis=spec.name,
+            analysis_version=spec.version,
+            checkpoint_id=ckpt.id,
+            dataset_id=ds.id if ds else None,
+            params=params,
+            cache_key=key,
+            status=JobStatus.queued,
+            max_attempts=max_attempts,
+            message="queued",
         )
         session.add(job)
         out.append((job, False))
@@ -127,8 +139,13 @@ def get(*, session: Session, job_id: int) -> Job:
 
 
 def list_all(
-    *, session: Session, status: str | None = None, checkpoint_id: int | None = None,
-    analysis: str | None = None, limit: int = 500, offset: int = 0,
+    *,
+    session: Session,
+    status: str | None = None,
+    checkpoint_id: int | None = None,
+    analysis: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
 ) -> list[Job]:
     stmt = select(Job).order_by(Job.id.desc())
     if status is not None:
@@ -171,7 +188,9 @@ def latest_results(
     stmt = (
         select(Job, Result)
         .join(Result, Result.job_id == Job.id)
-        .where(Job.analysis == analysis, Job.checkpoint_id.in_(checkpoint_ids), Job.status == JobStatus.succeeded)
+        .where(
+            Job.analysis == analysis, Job.checkpoint_id.in_(checkpoint_ids), Job.status == JobStatus.succeeded
+        )
         .order_by(Job.id)
     )
     if dataset_id is not None:

@@ -21,4 +21,6 @@ def client(app_settings):
 
 def upload(client, data: bytes, *, architecture="small_cnn", filename="w.pt", **fields):
     form = {"architecture": architecture, **{k: str(v) for k, v in fields.items()}}
-    return client.post("/api/checkpoints", data=form, files={"file": (filename, data, "application/octet-stream")})
+    return client.post(
+        "/api/checkpoints", data=form, files={"file": (filename, data, "application/octet-stream")}
+    )

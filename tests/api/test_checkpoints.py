@@ -55,8 +55,14 @@ def test_upload_unwraps_checkpoint_dict_and_keeps_scalar_metadata(client):
 
 def test_family_and_parent_are_recorded_and_patchable(client):
     parent = upload(client, state_dict_bytes(), name="dense", family="f").json()
-    child = upload(client, state_dict_bytes(zero_fraction=0.8), name="pruned", family="f", parent_id=parent["id"],
-                   metadata='{"pruning_method": "global_magnitude", "sparsity_target": 0.8}').json()
+    child = upload(
+        client,
+        state_dict_bytes(zero_fraction=0.8),
+        name="pruned",
+        family="f",
+        parent_id=parent["id"],
+        metadata='{"pruning_method": "global_magnitude", "sparsity_target": 0.8}',
+    ).json()
     assert child["parent_id"] == parent["id"]
     assert child["pruning_method"] == "global_magnitude"
     assert child["sparsity_target"] == 0.8
@@ -100,8 +106,11 @@ BAD_FILES = {
     "empty": (b"", "empty"),
     "text": (b"hello, I am not a checkpoint", "not a checkpoint"),
     "deflated zip": (_zip_with_deflated_member(), "compressed"),
-    "truncated safetensors": (struct.pack("<Q", 1000) + b"{\"a\": 1", "header"),
-    "pickle with code": (b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.", "weights_only"),
+    "truncated safetensors": (struct.pack("<Q", 1000) + b'{"a": 1', "header"),
+    "pickle with code": (
+        b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.",
+        "weights_only",
+    ),
 }
 
 
@@ -135,6 +144,11 @@ def test_oversize_upload_gets_413_and_leaves_nothing(client, app_settings):
 def test_unknown_ids_and_malformed_input_get_4xx(client):
     assert client.get("/api/checkpoints/12345").status_code == 404
     assert client.get("/api/checkpoints/abc").status_code == 422
-    assert client.patch("/api/checkpoints/1", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.patch(
+            "/api/checkpoints/1", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
     resp = upload(client, state_dict_bytes(), metadata="[1, 2]")
     assert resp.status_code == 422 and "metadata" in resp.json()["detail"]

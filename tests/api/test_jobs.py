@@ -25,8 +25,10 @@ def two_checkpoints(client):
 
 
 def _submit(client, ids, dataset_id, **params):
-    return client.post("/api/jobs", json={"analysis": "evaluate", "checkpoint_ids": ids,
-                                          "dataset_id": dataset_id, "params": params})
+    return client.post(
+        "/api/jobs",
+        json={"analysis": "evaluate", "checkpoint_ids": ids, "dataset_id": dataset_id, "params": params},
+    )
 
 
 def test_submit_creates_one_queued_job_per_checkpoint_and_enqueues_it(client, two_checkpoints, digits_id):
@@ -89,15 +91,35 @@ def test_cancel_queued_job_then_worker_skips_it(client, app_settings, two_checkp
 
 def test_bad_job_requests_get_4xx_with_detail(client, two_checkpoints, digits_id):
     cases = [
-        ({"analysis": "nope", "checkpoint_ids": two_checkpoints, "dataset_id": digits_id}, 422, "unknown analysis"),
+        (
+            {"analysis": "nope", "checkpoint_ids": two_checkpoints, "dataset_id": digits_id},
+            422,
+            "unknown analysis",
+        ),
         ({"analysis": "evaluate", "checkpoint_ids": [999], "dataset_id": digits_id}, 404, "checkpoint 999"),
         ({"analysis": "evaluate", "checkpoint_ids": two_checkpoints, "dataset_id": 999}, 404, "dataset 999"),
         ({"analysis": "evaluate", "checkpoint_ids": two_checkpoints}, 422, "needs a dataset"),
         ({"analysis": "evaluate", "checkpoint_ids": [], "dataset_id": digits_id}, 422, "checkpoint_ids"),
-        ({"analysis": "evaluate", "checkpoint_ids": two_checkpoints, "dataset_id": digits_id,
-          "params": {"max_samples": 0}}, 422, "max_samples"),
-        ({"analysis": "evaluate", "checkpoint_ids": two_checkpoints, "dataset_id": digits_id,
-          "params": {"bogus": 1}}, 422, "bogus"),
+        (
+            {
+                "analysis": "evaluate",
+                "checkpoint_ids": two_checkpoints,
+                "dataset_id": digits_id,
+                "params": {"max_samples": 0},
+            },
+            422,
+            "max_samples",
+        ),
+        (
+            {
+                "analysis": "evaluate",
+                "checkpoint_ids": two_checkpoints,
+                "dataset_id": digits_id,
+                "params": {"bogus": 1},
+            },
+            422,
+            "bogus",
+        ),
     ]
     for body, status, needle in cases:
         resp = client.post("/api/jobs", json=body)
@@ -134,7 +156,9 @@ def test_npz_dataset_upload_and_refusals(client, app_settings):
     assert resp.status_code == 422 and "match x" in resp.json()["detail"]
     assert len(client.get("/api/datasets").json()) == 1
     assert client.post("/api/datasets", json={"builtin": "imagenet"}).status_code == 422
-    assert client.post("/api/datasets", content=b"x", headers={"content-type": "text/plain"}).status_code == 422
+    assert (
+        client.post("/api/datasets", content=b"x", headers={"content-type": "text/plain"}).status_code == 422
+    )
 
 
 def test_builtin_dataset_is_created_once(client):

@@ -16,13 +16,30 @@ from server.jobs.models import Job, Result
 
 def _job(url, max_attempts=3) -> int:
     with session_scope(url) as s:
-        c = Checkpoint(name="c", format="torch_zip", architecture="mlp", num_classes=10, input_shape=[1, 8, 8],
-                       parameter_count=1, sparsity=0.0, layer_sparsity={}, meta={}, sha256="0" * 64,
-                       size_bytes=1, blob_key="0" * 64)
+        c = Checkpoint(
+            name="c",
+            format="torch_zip",
+            architecture="mlp",
+            num_classes=10,
+            input_shape=[1, 8, 8],
+            parameter_count=1,
+            sparsity=0.0,
+            layer_sparsity={},
+            meta={},
+            sha256="0" * 64,
+            size_bytes=1,
+            blob_key="0" * 64,
+        )
         s.add(c)
         s.flush()
-        j = Job(analysis="_sleep", analysis_version="1", checkpoint_id=c.id, params={}, cache_key="k",
-                max_attempts=max_attempts)
+        j = Job(
+            analysis="_sleep",
+            analysis_version="1",
+            checkpoint_id=c.id,
+            params={},
+            cache_key="k",
+            max_attempts=max_attempts,
+        )
         s.add(j)
         s.flush()
         return j.id
@@ -35,7 +52,9 @@ def _claim(url, job_id, worker="w", seconds=30.0):
 
 def _expire(url, job_id):
     with session_scope(url) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def test_concurrent_claims_have_exactly_one_winner(db_url):

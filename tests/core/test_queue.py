@@ -9,7 +9,11 @@ from server.queue import MESSAGE_NAME, JobQueue, make_huey
 
 @pytest.fixture(params=["sqlite", "redis"])
 def queue(request, tmp_path) -> JobQueue:
-    url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+    url = (
+        f"sqlite:///{tmp_path / 'q.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("redis_url")
+    )
     q = JobQueue(make_huey(url))
     q.flush()
     return q
