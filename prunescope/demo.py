@@ -42,8 +42,19 @@ class Member:
     meta: dict = field(default_factory=dict)
 
 
-def build_family(*, epochs: int = 15, seed: int = 0, progress: Callable[[float, str], None] | None = None):
-    """Train the dense parent and derive its children. Returns ``[parent, *children]``."""
+def build_family(
+    *,
+    epochs: int = 15,
+    finetune_epochs: int = 2,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+):
+    """Train the dense parent and derive its children. Returns ``[parent, *children]``.
+
+    Each child is fine-tuned briefly with its mask fixed (pruned weights stay exactly zero), as
+    pruning pipelines do; without it, BatchNorm statistics no longer match and most children
+    fall to chance, which hides the differences between methods that the demo is meant to show.
+    """
     torch.manual_seed(seed)
     data = digits()
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
@@ -57,10 +68,29 @@ def build_family(*, epochs: int = 15, seed: int = 0, progress: Callable[[float, 
             ("random", lambda m, s: pruning.random_masks(m, s, seed=seed)),
         ):
             child = copy.deepcopy(model)
-            pruning.apply_masks(child, make_masks(child, target))
-            members.append(Member(f"{method} {int(target * 100)}%", child.state_dict(), method, target))
+            masks = make_masks(child, target)
+            pruning.apply_masks(child, masks)
+            train(child, x, y, epochs=finetune_epochs, lr=0.01, seed=seed, masks=masks)
+            members.append(
+                Member(
+                    f"{method} {int(target * 100)}%",
+                    child.eval().state_dict(),
+                    method,
+                    target,
+                    {"finetune_epochs": finetune_epochs},
+                )
+            )
     structured = pruning.channel_l1_prune(model, 0.5)
-    members.append(Member("channel_l1 50%", structured.state_dict(), "channel_l1", 0.5))
+    train(structured, x, y, epochs=finetune_epochs, lr=0.01, seed=seed)
+    members.append(
+        Member(
+            "channel_l1 50%",
+            structured.eval().state_dict(),
+            "channel_l1",
+            0.5,
+            {"finetune_epochs": finetune_epochs},
+        )
+    )
     return members
 
 
