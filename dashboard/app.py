@@ -1,13 +1,37 @@
-"""Builds the Dash app (placeholder until the pages land)."""
+"""Builds the Dash app: a top navigation bar over the pages in ``dashboard/pages``.
+
+``server.app.create_app`` mounts it at ``/`` behind the API routes. Callbacks are registered on
+the app itself (``register_callbacks(app)`` in each page module), not through ``dash.callback``'s
+process-wide list, so building several apps in one process (as tests do) never duplicates them.
+"""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
+import dash
 from dash import Dash, html
 
+from dashboard import context
+from dashboard.components.nav import navbar
 from server.config import Settings
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGE_MODULES = ("checkpoints", "datasets", "jobs", "compare")
 
 
 def create_dash(settings: Settings) -> Dash:
-    app = Dash(__name__, title="PruneScope")
-    app.layout = html.Div("PruneScope")
+    context.set_settings(settings)
+    app = Dash(
+        "dashboard",
+        use_pages=True,
+        pages_folder=str(PAGES_DIR),
+        title="PruneScope",
+        suppress_callback_exceptions=True,
+        update_title=None,
+    )
+    app.layout = html.Div([navbar(), html.Main(dash.page_container, className="ps-main")], className="ps-app")
+    for name in PAGE_MODULES:
+        importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
     return app

@@ -1,0 +1,1 @@
+"""Pure figure functions: result summaries in, ``plotly.graph_objects.Figure`` out."""

@@ -1,0 +1,57 @@
+"""What every figure shares: one color per checkpoint, plain-text labels, an empty placeholder."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+# 10 + 24 + 24 distinct colors before falling back to evenly spread hues (designed for 20-50 checkpoints).
+PALETTE: tuple[str, ...] = tuple(qualitative.Plotly + qualitative.Dark24 + qualitative.Light24)
+_GOLDEN = 0.618033988749895
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """One checkpoint's result summary, with what figures need to label it."""
+
+    checkpoint_id: int
+    name: str
+    summary: dict
+
+    @property
+    def label(self) -> str:
+        return checkpoint_label(self.checkpoint_id, self.name)
+
+
+def plain(text: object) -> str:
+    """Escape Plotly's pseudo-HTML (``<b>``, ``<a href>``, entities) so user text shows as typed."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def checkpoint_label(checkpoint_id: int, name: str) -> str:
+    """A unique, escaped label: two checkpoints may share a name, never an id."""
+    return plain(f"{name} (#{checkpoint_id})")
+
+
+def _extra_color(i: int) -> str:
+    r, g, b = colorsys.hls_to_rgb((i * _GOLDEN) % 1.0, 0.45, 0.65)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def checkpoint_colors(ids: Iterable[int]) -> dict[int, str]:
+    """One color per checkpoint id, by rank among the ids: the same selection always gets the same colors."""
+    unique = sorted(set(ids))
+    return {cid: PALETTE[i] if i < len(PALETTE) else _extra_color(i) for i, cid in enumerate(unique)}
+
+
+def empty_figure(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=plain(message), showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=240, template="plotly_white")
+    return fig

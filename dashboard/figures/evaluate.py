@@ -1,0 +1,144 @@
+"""Figures for the ``evaluate`` analysis (summary keys: loss, accuracy, n_samples, num_classes,
+per_class_accuracy, confusion, ece; see ``workers/analyses/evaluate.py``).
+
+Each function takes one :class:`CheckpointSummary` per checkpoint and a color per checkpoint id
+(:func:`checkpoint_colors`), so a checkpoint keeps its color across every figure of a page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure
+
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
+CONFUSION_COLORSCALE = "Blues"
+
+
+def _colors(entries: Sequence[CheckpointSummary], colors: dict[int, str] | None) -> dict[int, str]:
+    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def accuracy_bars(entries: Sequence[CheckpointSummary], colors: dict[int, str] | None = None) -> go.Figure:
+    """Grouped bars: accuracy and calibration (1 - ECE), one bar per checkpoint in each group."""
+    if not entries:
+        return empty_figure("no evaluate results yet")
+    colors = _colors(entries, colors)
+    metrics = ["accuracy", "1 − ECE"]
+    fig = go.Figure()
+    for e in entries:
+        acc = _number(e.summary.get("accuracy"))
+        ece = _number(e.summary.get("ece"))
+        fig.add_bar(
+            x=metrics,
+            y=[acc, None if ece is None else 1.0 - ece],
+            name=e.label,
+            marker_color=colors[e.checkpoint_id],
+            hovertemplate="%{x}: %{y:.2%}<extra>" + e.label + "</extra>",
+        )
+    fig.update_layout(barmode="group", title="Accuracy and calibration", **_LAYOUT)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def per_class_accuracy(
+    entries: Sequence[CheckpointSummary], colors: dict[int, str] | None = None
+) -> go.Figure:
+    """One line per checkpoint over the classes, on one shared 0-100% axis; absent classes are gaps."""
+    if not entries:
+        return empty_figure("no evaluate results yet")
+    colors = _colors(entries, colors)
+    fig = go.Figure()
+    for e in entries:
+        values = [_number(v) for v in e.summary.get("per_class_accuracy") or []]
+        fig.add_scatter(
+            x=list(range(len(values))),
+            y=values,
+            mode="lines+markers",
+            connectgaps=False,
+            name=e.label,
+            line_color=colors[e.checkpoint_id],
+            hovertemplate="class %{x}: %{y:.2%}<extra>" + e.label + "</extra>",
+        )
+    fig.update_layout(title="Per-class accuracy", **_LAYOUT)
+    fig.update_xaxes(title_text="class", dtick=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], tickformat=".0%")
+    return fig
+
+
+def _confusion_matrix(summary: dict, normalize: bool) -> tuple[list[list[float | None]], list[list[int]]]:
+    counts = [[int(c) for c in row] for row in summary.get("confusion") or []]
+    if not normalize:
+        return [[float(c) for c in row] for row in counts], counts
+    rates = [[c / sum(row) if sum(row) else None for c in row] for row in counts]
+    return rates, counts
+
+
+def confusion_grid(
+    entries: Sequence[CheckpointSummary], *, normalize: bool = True, columns: int = 4
+) -> go.Figure:
+    """Confusion matrices as small multiples with one shared color scale and a single colorbar.
+
+    ``normalize`` divides each row (true class) by its count, so the scale is 0..1 whatever the
+    sample counts; otherwise the scale runs from 0 to the largest count of any matrix.
+    """
+    if not entries:
+        return empty_figure("no evaluate results yet")
+    matrices = [_confusion_matrix(e.summary, normalize) for e in entries]
+    zmax = 1.0 if normalize else max((max(map(max, c), default=0) for _, c in matrices), default=0) or 1.0
+    cols = max(1, min(columns, len(entries)))
+    rows = math.ceil(len(entries) / cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[e.label for e in entries],
+        horizontal_spacing=0.06,
+        vertical_spacing=min(0.12, 0.3 / rows),
+    )
+    value = "%{z:.1%}" if normalize else "%{z:d}"
+    for i, (e, (z, counts)) in enumerate(zip(entries, matrices, strict=True)):
+        fig.add_heatmap(
+            z=z,
+            customdata=counts,
+            zmin=0.0,
+            zmax=zmax,
+            coloraxis="coloraxis",
+            hovertemplate="true %{y}, predicted %{x}: "
+            + value
+            + " (%{customdata} samples)<extra>"
+            + e.label
+            + "</extra>",
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    fig.update_layout(
+        title="Confusion matrices (rows: true class, normalized)"
+        if normalize
+        else "Confusion matrices (counts)",
+        coloraxis=dict(
+            colorscale=CONFUSION_COLORSCALE,
+            cmin=0.0,
+            cmax=zmax,
+            colorbar=dict(title="rate" if normalize else "count"),
+        ),
+        height=120 + 260 * rows,
+        template="plotly_white",
+        margin=dict(l=50, r=20, t=80, b=40),
+    )
+    fig.update_yaxes(autorange="reversed", dtick=1)
+    fig.update_xaxes(dtick=1)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text="true", row=r, col=1)
+    for c in range(1, cols + 1):
+        fig.update_xaxes(title_text="predicted", row=rows, col=c)
+    return fig

@@ -1,0 +1,130 @@
+"""Compare: a selection of checkpoints side by side. The URL carries the state:
+``/compare?ids=1,2,3&dataset=1&tab=evaluate`` (or ``?family=name``), so a reload or a shared link
+shows the same view."""
+
+from __future__ import annotations
+
+import time
+
+import dash
+from dash import Dash, Input, Output, State, ctx, dcc, get_relative_path, html
+
+from dashboard import data
+from dashboard.components.compare import evaluate_view
+from dashboard.state import compare_search, parse_id, parse_ids, parse_tab
+
+dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
+
+VIEWS = {"evaluate": evaluate_view}
+TAB_LABELS = {"evaluate": "Evaluate"}
+POLL_MS = 2000
+
+
+def _controls(selected: list[int], dataset_id: int | None) -> html.Div:
+    rows = data.list_checkpoints()
+    families = sorted({r["family"] for r in rows if r["family"]})
+    return html.Div(
+        [
+            dcc.Dropdown(
+                id="compare-ids",
+                multi=True,
+                value=selected,
+                placeholder="Pick checkpoints…",
+                options=[{"label": f"{r['name']} (#{r['id']})", "value": r["id"]} for r in rows],
+                className="ps-dd ps-dd-wide",
+            ),
+            dcc.Dropdown(
+                id="compare-family", options=families, placeholder="…or a whole family", className="ps-dd"
+            ),
+            dcc.Dropdown(
+                id="compare-dataset",
+                value=dataset_id,
+                clearable=False,
+                placeholder="dataset",
+                options=[
+                    {"label": f"{d['name']} (#{d['id']})", "value": d["id"]} for d in data.list_datasets()
+                ],
+                className="ps-dd",
+            ),
+        ],
+        className="ps-row",
+    )
+
+
+def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
+    selected = parse_ids(ids) or (data.family_ids(family) if isinstance(family, str) else [])
+    tab = parse_tab(tab)
+    dataset_id = parse_id(dataset) or data.default_dataset(tab, selected)
+    return html.Div(
+        [
+            html.H1("Compare"),
+            dcc.Location(id="compare-nav", refresh="callback-nav"),
+            _controls(selected, dataset_id),
+            dcc.Tabs(
+                id="compare-tab",
+                value=tab,
+                children=[dcc.Tab(label=label, value=name) for name, label in TAB_LABELS.items()],
+            ),
+            html.Div(id="compare-queue-result", className="ps-result"),
+            html.Div(id="compare-content"),
+            dcc.Store(id="compare-state", data={"ids": selected, "dataset": dataset_id, "tab": tab}),
+            dcc.Store(id="compare-refresh"),
+            dcc.Interval(id="compare-poll", interval=POLL_MS, disabled=True),
+        ]
+    )
+
+
+def _content(state: dict) -> tuple[list, bool]:
+    ids, tab, dataset_id = state["ids"], state["tab"], state["dataset"]
+    if not ids:
+        return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
+    checkpoints = {c["id"]: c for c in data.list_checkpoints() if c["id"] in ids}
+    summaries = data.results(tab, ids, dataset_id)
+    jobs = data.latest_jobs(tab, [i for i in ids if i not in summaries and i in checkpoints], dataset_id)
+    pending = any(j["status"] in data.ACTIVE for j in jobs.values())
+    return VIEWS[tab](ids, checkpoints, summaries, jobs), pending
+
+
+def register_callbacks(app: Dash) -> None:
+    @app.callback(
+        Output("compare-content", "children"),
+        Output("compare-poll", "disabled"),
+        Input("compare-state", "data"),
+        Input("compare-poll", "n_intervals"),
+        Input("compare-refresh", "data"),
+    )
+    def render(state, _n, _refresh):
+        content, pending = _content(state)
+        return content, not pending
+
+    @app.callback(
+        Output("compare-nav", "href"),
+        Input("compare-ids", "value"),
+        Input("compare-family", "value"),
+        Input("compare-dataset", "value"),
+        Input("compare-tab", "value"),
+        prevent_initial_call=True,
+    )
+    def navigate(ids, family, dataset_id, tab):
+        if ctx.triggered_id == "compare-family" and family:
+            ids = data.family_ids(family)
+        return get_relative_path("/compare") + compare_search(ids or [], dataset_id, tab)
+
+    @app.callback(
+        Output("compare-queue-result", "children"),
+        Output("compare-refresh", "data"),
+        Input("compare-queue", "n_clicks"),
+        State("compare-state", "data"),
+        prevent_initial_call=True,
+    )
+    def queue_missing(clicks, state):
+        if not clicks:
+            return dash.no_update, dash.no_update
+        done = data.results(state["tab"], state["ids"], state["dataset"])
+        known = {c["id"] for c in data.list_checkpoints()}
+        missing = [i for i in state["ids"] if i in known and i not in done]
+        try:
+            jobs = data.submit_jobs(state["tab"], missing, state["dataset"])
+        except data.ActionError as exc:
+            return html.P(str(exc), className="ps-error", role="alert"), dash.no_update
+        return html.P(f"Queued {len(jobs)} job(s); results appear here when they finish."), time.time()

@@ -1,0 +1,104 @@
+"""The Dash app against a real SQLite database: building, serving, and the data helpers."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dashboard import data
+from dashboard.app import create_dash
+from server.app import create_app
+from tests.conftest import state_dict_bytes
+from workers.runner import Worker
+
+
+@pytest.fixture
+def client(settings):
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def upload(client, seed: int, **fields) -> dict:
+    resp = client.post(
+        "/api/checkpoints",
+        data={"architecture": "small_cnn", **{k: str(v) for k, v in fields.items()}},
+        files={"file": ("w.pt", state_dict_bytes(seed=seed, zero_fraction=0.5 if seed else 0.0))},
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def test_building_two_apps_registers_each_callback_once_per_app(settings):
+    first, second = create_dash(settings), create_dash(settings)
+    assert first.callback_map.keys() == second.callback_map.keys()
+    assert len(first.callback_map) >= 8
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/datasets", "/jobs", "/compare", "/compare?ids=1,x,%3Cb%3E&dataset=zz"]
+)
+def test_every_page_is_served(client, path):
+    assert client.get(path).status_code == 200
+
+
+def test_the_browser_gets_each_callback_once(client):
+    deps = client.get("/_dash-dependencies").json()
+    outputs = [d["output"] for d in deps]
+    assert len(outputs) == len(set(outputs))
+
+
+def test_data_helpers_run_an_evaluation_end_to_end(client, settings):
+    # Given a dataset and a dense checkpoint with one pruned child
+    ds = data.add_builtin_dataset("digits")
+    dense = upload(client, 0, name="dense", family="cnn")
+    child = upload(client, 1, name="half", family="cnn", parent_id=dense["id"])
+    assert data.family_ids("cnn") == [dense["id"], child["id"]]
+    assert [c["name"] for c in data.list_checkpoints()] == ["dense", "half"]
+    # When evaluate is submitted twice and a worker runs the jobs
+    ids = [dense["id"], child["id"]]
+    jobs = data.submit_jobs("evaluate", ids, ds["id"])
+    assert [j["reused"] for j in jobs] == [False, False]
+    assert [j["reused"] for j in data.submit_jobs("evaluate", ids, ds["id"])] == [True, True]
+    worker = Worker(settings)
+    for job in jobs:
+        assert worker.run_one(job["id"]) == "succeeded"
+    # Then the results and the compare page content are there
+    results = data.results("evaluate", ids, ds["id"])
+    assert set(results) == set(ids) and 0.0 <= results[dense["id"]]["accuracy"] <= 1.0
+    assert data.default_dataset("evaluate", ids) == ds["id"]
+    listed = data.list_jobs()
+    assert {j["checkpoint_name"] for j in listed} == {"dense", "half"} and {j["status"] for j in listed} == {
+        "succeeded"
+    }
+    compare = importlib.import_module("dashboard.pages.compare")
+    content, pending = compare._content({"ids": ids, "dataset": ds["id"], "tab": "evaluate"})
+    assert not pending
+    assert "fig-confusion" in str(content)
+
+
+def test_refusals_come_back_as_readable_action_errors(client, settings):
+    create_dash(settings)
+    ds = data.add_builtin_dataset("digits")
+    dense = upload(client, 0, name="dense")
+    with pytest.raises(data.ActionError, match="select at least one"):
+        data.submit_jobs("evaluate", [], ds["id"])
+    with pytest.raises(data.ActionError, match="unknown analysis"):
+        data.submit_jobs("nope", [dense["id"]], ds["id"])
+    job = data.submit_jobs("evaluate", [dense["id"]], ds["id"])[0]
+    assert data.cancel_job(job["id"])["status"] == "cancelled"
+    with pytest.raises(data.ActionError, match="already cancelled"):
+        data.cancel_job(job["id"])
+
+
+def test_with_an_api_token_the_dashboard_refuses_writes(client, settings):
+    ds = data.add_builtin_dataset("digits")
+    dense = upload(client, 0, name="dense")
+    create_dash(settings.model_copy(update={"api_token": "secret"}))
+    with pytest.raises(data.ActionError, match="API token"):
+        data.submit_jobs("evaluate", [dense["id"]], ds["id"])
+    with pytest.raises(data.ActionError, match="API token"):
+        data.add_builtin_dataset("synthetic")
+    assert [c["name"] for c in data.list_checkpoints()] == ["dense"]  # reads still work
