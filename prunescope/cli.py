@@ -82,17 +82,11 @@ def serve(
         raise typer.Exit(2)
     if migrate:
         upgrade(settings.resolved_database_url)
-    children = [] if no_worker else [_spawn_worker() for _ in range(workers)]
+    supervisor = _WorkerSupervisor(0 if no_worker else workers)
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.shutdown()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -108,6 +102,39 @@ def _spawn_worker() -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "prunescope", "worker"], env=os.environ.copy(), preexec_fn=_die_with_parent
     )
+
+
+class _WorkerSupervisor:
+    """Keeps ``count`` worker child processes alive beside the server; restarts any that dies."""
+
+    def __init__(self, count: int, poll_seconds: float = 2.0):
+        import threading
+
+        self.children = [_spawn_worker() for _ in range(count)]
+        self.stopping = threading.Event()
+        self.poll_seconds = poll_seconds
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        if count:
+            self.thread.start()
+
+    def _watch(self) -> None:
+        log = logging.getLogger("prunescope.supervisor")
+        while not self.stopping.wait(self.poll_seconds):
+            for i, child in enumerate(self.children):
+                if child.poll() is not None and not self.stopping.is_set():
+                    log.warning("worker %s exited with %s; starting another", child.pid, child.returncode)
+                    self.children[i] = _spawn_worker()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 @app.command()

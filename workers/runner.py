@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 
+import server.models  # noqa: F401 - every table's mapper, so flushes can resolve foreign keys
 from server import storage
 from server.config import Settings
 from server.db import session_scope
@@ -159,7 +160,13 @@ class Worker:
     # --- the loop -------------------------------------------------------------------------------
     def run_forever(self, *, idle_sleep: float = 0.2, max_jobs: int | None = None) -> None:
         logger.info("worker %s on %s, queue %s", self.worker_id, self.device, type(self.queue.huey).__name__)
-        self.reap_and_resync()
+        while not self.stop.is_set():  # the database or queue may still be starting (compose, reboot)
+            try:
+                self.reap_and_resync()
+                break
+            except Exception:  # noqa: BLE001
+                logger.exception("startup resync failed; retrying")
+                self.stop.wait(2.0)
         reaper = threading.Thread(target=self._reaper_loop, daemon=True)
         reaper.start()
         done = 0

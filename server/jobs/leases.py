@@ -25,6 +25,10 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+# Imported for their mappers too: a flush of Job rows (reap, fail) needs the tables its foreign keys
+# reference, and a fresh worker process imports nothing else that defines them.
+from server.checkpoints.models import Checkpoint
+from server.datasets.models import Dataset
 from server.db import utcnow
 from server.jobs.models import Job, JobStatus, Result
 
@@ -189,9 +193,6 @@ def release(*, session: Session, lease: Lease) -> bool:
 
 def job_inputs(*, session: Session, job_id: int) -> dict | None:
     """The plain facts a worker needs to run a job (no ORM objects cross into the worker)."""
-    from server.checkpoints.models import Checkpoint
-    from server.datasets.models import Dataset
-
     job = session.get(Job, job_id)
     if job is None:
         return None
