@@ -35,6 +35,7 @@ demo: install
 	$(BIN)/prunescope demo
 
 test: install-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
