@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from server.config import Settings
-from server.db import session_factory
+from server.db import session_scope
 from server.errors import Unauthorized
 from server.queue import JobQueue
 from server.storage import BlobStore
@@ -21,14 +21,8 @@ def get_app_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    factory = session_factory(request.app.state.settings.resolved_database_url)
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(request.app.state.settings.resolved_database_url) as session:
+        yield session
 
 
 def get_store(request: Request) -> BlobStore:
