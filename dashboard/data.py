@@ -33,9 +33,9 @@ class ActionError(Exception):
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
+def _session(*, write: bool = False) -> Iterator[Session]:
     try:
-        with session_scope(get_settings().resolved_database_url) as session:
+        with session_scope(get_settings().resolved_database_url, write=write) as session:
             yield session
     except PruneScopeError as exc:
         raise ActionError(exc.detail) from None
@@ -82,7 +82,7 @@ def add_builtin_dataset(name: str) -> dict:
     _check_writable()
     settings = get_settings()
     store = storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
-    with _session() as session:
+    with _session(write=True) as session:
         return DatasetPublic.model_validate(
             datasets.create_builtin(session=session, store=store, name=name)
         ).model_dump()
@@ -105,7 +105,7 @@ def submit_jobs(
         raise ActionError("select at least one checkpoint")
     _check_writable()
     settings = get_settings()
-    with _session() as session:
+    with _session(write=True) as session:
         out = jobs.submit(
             session=session,
             queue=get_queue(settings.resolved_queue_url),
@@ -133,7 +133,7 @@ def list_jobs(status: str | None = None, limit: int = 200) -> list[dict]:
 
 def cancel_job(job_id: int) -> dict:
     _check_writable()
-    with _session() as session:
+    with _session(write=True) as session:
         return _job(jobs.cancel(session=session, job_id=job_id))
 
 

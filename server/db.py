@@ -1,9 +1,11 @@
 """Engine, sessions and the declarative base.
 
-SQLite runs in WAL mode with ``synchronous=FULL`` and every transaction opened
-with ``BEGIN IMMEDIATE``: several worker processes write to one file, and a
-deferred transaction that reads and then writes can fail outright on a
-concurrent commit, whereas an immediate one waits on ``busy_timeout``.
+SQLite runs in WAL mode with ``synchronous=FULL``. A session that may write opens
+its transaction with ``BEGIN IMMEDIATE``: several worker processes write to one
+file, and a deferred transaction that reads and then writes fails outright on a
+concurrent commit, whereas an immediate one waits on ``busy_timeout``. A
+read-only session (``write=False``: GET requests, dashboard reads) opens a
+deferred transaction, so readers never queue behind the write lock.
 """
 
 from __future__ import annotations
@@ -72,17 +74,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("prunescope_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # Connections to a file are cheap; size the pool for the server's thread pool (40 threads).
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=40
+        )
         _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
 
 
 def get_engine(url: str) -> Engine:
@@ -100,14 +106,20 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+def session_factory(url: str, *, write: bool = True) -> sessionmaker[Session]:
+    engine = get_engine(url)
+    if not write:
+        engine = engine.execution_options(prunescope_read_only=True)
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error (services may commit earlier)."""
-    with session_factory(url)() as session:
+def session_scope(url: str, *, write: bool = True) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error (services may commit earlier).
+
+    ``write=False`` promises the session only reads (on SQLite: a deferred transaction).
+    """
+    with session_factory(url, write=write)() as session:
         try:
             yield session
             session.commit()

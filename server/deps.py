@@ -20,8 +20,12 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.settings.resolved_database_url) as session:
+    write = request.method not in READ_METHODS
+    with session_scope(request.app.state.settings.resolved_database_url, write=write) as session:
         yield session
 
 

@@ -9,6 +9,9 @@ PruneScopeError
 ├── Unauthorized        401
 ├── RateLimited         429
 └── BlobCorrupt         500  a stored blob no longer matches its sha256 (server-side fault)
+
+An overloaded database (connection pool exhausted, SQLite lock wait timed out) answers 503 with
+``Retry-After``, so clients back off instead of seeing a 500.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -71,6 +76,11 @@ def _format_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _busy() -> JSONResponse:
+    body = {"detail": "the database is busy or unavailable; retry shortly"}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(PruneScopeError)
     async def _domain(_request: Request, exc: PruneScopeError):
@@ -82,6 +92,16 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _format_validation(exc)}, status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(_request: Request, exc: PoolTimeout):
+        logger.warning("database connection pool exhausted: %s", exc)
+        return _busy()
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_request: Request, exc: OperationalError):
+        logger.error("database unavailable: %s", exc)
+        return _busy()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):

@@ -152,3 +152,28 @@ def test_unknown_ids_and_malformed_input_get_4xx(client):
     )
     resp = upload(client, state_dict_bytes(), metadata="[1, 2]")
     assert resp.status_code == 422 and "metadata" in resp.json()["detail"]
+
+
+def test_reads_do_not_wait_for_a_held_sqlite_write_lock(sqlite_url, make_settings):
+    import sqlite3
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    app = create_app(make_settings(sqlite_url), with_dashboard=False)
+    with TestClient(app) as c:
+        assert upload(c, state_dict_bytes()).status_code == 201
+        # Given another process holding SQLite's write lock (a worker mid-transaction)
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            # When a client lists checkpoints, Then it is answered at once from the last commit
+            started = time.monotonic()
+            resp = c.get("/api/checkpoints")
+            assert resp.status_code == 200 and len(resp.json()) == 1
+            assert time.monotonic() - started < 5  # a write transaction would wait the 30 s busy timeout
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
