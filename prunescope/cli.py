@@ -68,6 +68,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=0, help="worker processes to start")] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="start no worker process")] = False,
     migrate: Annotated[bool, typer.Option(help="run migrations first")] = True,
+    http_workers: Annotated[
+        int, typer.Option("--http-workers", min=1, help="server processes answering HTTP (one per core)")
+    ] = 1,
 ) -> None:
     """Serve the API and the dashboard, with worker processes alongside."""
     import uvicorn
@@ -84,7 +87,18 @@ def serve(
         upgrade(settings.resolved_database_url)
     supervisor = _WorkerSupervisor(0 if no_worker else workers)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        if http_workers == 1:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        else:  # each process builds the app from the same PRUNESCOPE_* environment
+            uvicorn.run(
+                "server.app:create_app",
+                factory=True,
+                workers=http_workers,
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+            )
     finally:
         supervisor.shutdown()
 

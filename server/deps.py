@@ -16,7 +16,7 @@ from server.queue import JobQueue
 from server.storage import BlobStore
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -29,15 +29,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_store(request: Request) -> BlobStore:
+async def get_store(request: Request) -> BlobStore:
     return request.app.state.store
 
 
-def get_job_queue(request: Request) -> JobQueue:
+async def get_job_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
-def require_write_token(request: Request) -> None:
+async def require_write_token(request: Request) -> None:
     """Write endpoints need ``Authorization: Bearer <PRUNESCOPE_API_TOKEN>`` when a token is configured."""
     expected = request.app.state.settings.api_token
     if not expected:
