@@ -20,9 +20,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, *, env: dict | None = None, workers: int = 0):
+def running_server(data_dir: Path, *, env: dict | None = None, workers: int = 0, http_workers: int = 1):
     port = free_port()
-    args = [sys.executable, "-m", "prunescope", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    args = [
+        sys.executable,
+        "-m",
+        "prunescope",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--http-workers",
+        str(http_workers),
+    ]
     args += ["--workers", str(workers)] if workers else ["--no-worker"]
     proc = subprocess.Popen(
         args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
