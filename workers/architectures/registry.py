@@ -1,21 +1,17 @@
-"""Registry of trusted plain-PyTorch architectures.
+"""The registry itself: register, look up, build and load, with errors that name the bad key.
 
 Users upload weights, never code (DESIGN.md section 5): a checkpoint names one of the architectures
 registered here, and :func:`build` instantiates it from code the server trusts.
 
-When :func:`build` is given a state_dict, every hidden width is read from the state_dict's tensor shapes,
-so checkpoints whose channels or hidden units were removed by structured pruning (for example Torch-Pruning,
+When :func:`build` is given a state_dict, hidden widths are read from the state_dict's tensor shapes, so
+checkpoints whose channels or hidden units were removed by structured pruning (for example Torch-Pruning,
 or :func:`workers.pruning.channel_l1_prune`) rebuild with their smaller layers. The number of classes and
-the input shape come from the caller, and a disagreement with the checkpoint is reported by
-:func:`load_weights` as a shape mismatch naming the key and both shapes.
+the input shape come from the caller (:func:`infer_num_classes` and :func:`infer_input_shape` guess them
+from a state_dict), and a disagreement with the checkpoint is reported by :func:`load_weights` as a shape
+mismatch naming the key and both shapes.
 
-Every model here exposes its penultimate features (after global pooling) as ``features(x) -> (B, D)``,
-and ``forward(x) == head(features(x))`` with ``head`` an ``nn.Linear(D, num_classes)``: the robustness
-geometry of Li et al. (arXiv 2206.07918) decomposes ``head`` over these features.
-
-A factory is called as ``factory(num_classes=..., input_shape=..., state_dict=...)`` with ``state_dict``
-already passed through :func:`normalize_keys` (or ``None``), and returns an untrained module; :func:`build`
-loads the weights.
+Lookups also see third-party names (``torchvision.<name>``, ``timm.<name>``) and operator-installed entry
+points; both live in :mod:`workers.architectures.external` and are consulted lazily.
 """
 
 from __future__ import annotations
@@ -30,20 +26,6 @@ import torch
 from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "MLP",
-    "Architecture",
-    "ArchitectureError",
-    "SmallCNN",
-    "build",
-    "get",
-    "infer_num_classes",
-    "load_weights",
-    "names",
-    "normalize_keys",
-    "register",
-]
 
 # Prefixes that wrappers add to every key: nn.DataParallel / DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -63,19 +45,21 @@ class Architecture:
     """A trusted network definition.
 
     ``factory(num_classes=, input_shape=, state_dict=)`` builds the module; ``default_input_shape``
-    is the per-sample shape without the batch dimension, e.g. ``(1, 8, 8)``.
+    is the per-sample shape without the batch dimension, e.g. ``(1, 8, 8)``. ``input_shape_from``, when
+    given, guesses the input shape from a (normalized) state_dict or returns ``None``.
     """
 
     name: str
     description: str
     default_input_shape: tuple[int, ...]
     factory: Callable[..., nn.Module]
+    input_shape_from: Callable[[Mapping[str, Tensor]], tuple[int, ...] | None] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
 
 
-def _show(key: object) -> str:
+def show(key: object) -> str:
     """Render an untrusted key as text: repr (escapes control characters), truncated."""
     text = str(key)
     if len(text) > _MAX_SHOWN:
@@ -95,23 +79,36 @@ def register(arch: Architecture, *, replace: bool = False) -> Architecture:
     """
     existing = _REGISTRY.get(arch.name)
     if existing is not None and existing is not arch and not replace:
-        raise ArchitectureError(f"architecture {_show(arch.name)} is already registered")
+        raise ArchitectureError(f"architecture {show(arch.name)} is already registered")
     _REGISTRY[arch.name] = arch
     return arch
 
 
+def _external():
+    # Imported late: external imports this module, and entry points load on the first lookup.
+    from workers.architectures import external
+
+    external.load_entry_points()
+    return external
+
+
 def get(name: str) -> Architecture:
-    """Return the registered architecture called ``name``."""
-    try:
+    """Return the architecture called ``name``: registered, from an entry point, or a zoo name."""
+    external = _external()
+    if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    except (KeyError, TypeError):
-        known = ", ".join(names())
-        raise ArchitectureError(f"unknown architecture {_show(name)}; known: {known}") from None
+    arch = external.zoo_architecture(name) if isinstance(name, str) else None
+    if arch is not None:
+        return arch
+    known = ", ".join(sorted(_REGISTRY))
+    hint = external.zoo_hint(name) if isinstance(name, str) else ""
+    raise ArchitectureError(f"unknown architecture {show(name)}; known: {known}{hint}") from None
 
 
 def names() -> list[str]:
-    """Registered architecture names, sorted."""
-    return sorted(_REGISTRY)
+    """Architecture names, sorted: registered ones, entry points, and importable zoos' names."""
+    external = _external()
+    return sorted({*_REGISTRY, *external.zoo_names()})
 
 
 def normalize_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -123,19 +120,19 @@ def normalize_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
-            raise ArchitectureError(f"state_dict keys must be strings, got {_show(key)}")
+            raise ArchitectureError(f"state_dict keys must be strings, got {show(key)}")
         short = key
         while short.startswith(_WRAPPER_PREFIXES):
             short = short.split(".", 1)[1]
         if short in out:
             raise ArchitectureError(
-                f"keys collide after removing wrapper prefixes: {_show(key)} -> {_show(short)}"
+                f"keys collide after removing wrapper prefixes: {show(key)} -> {show(short)}"
             )
         out[short] = value
     return out
 
 
-def _natural_key(name: str) -> list[object]:
+def natural_key(name: str) -> list[object]:
     """Sort ``classifier.10`` after ``classifier.6`` (state_dicts from safetensors come back sorted)."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
@@ -158,8 +155,49 @@ def infer_num_classes(state_dict: Mapping[str, Tensor]) -> int | None:
     if not linear:
         return None
     named = [k for k in linear if k.split(".", 1)[0] in _HEAD_NAMES]
-    key = max(named, key=_natural_key) if named else linear[-1]
+    key = max(named, key=natural_key) if named else linear[-1]
     return int(sd[key].shape[0])
+
+
+def infer_input_shape(name: str, state_dict: Mapping[str, Tensor]) -> tuple[int, ...] | None:
+    """Per-sample input shape that ``state_dict`` implies for architecture ``name``, or ``None``.
+
+    Uses the architecture's own rule when it has one (``input_shape_from``: e.g. ``mlp`` reads fc1's
+    in_features, the CNNs their first convolution's in_channels); otherwise the first 4-D weight in natural
+    key order gives the channels and the architecture's default input shape gives the spatial size.
+    """
+    arch = get(name)
+    sd = normalize_keys(state_dict)
+    if arch.input_shape_from is not None:
+        return arch.input_shape_from(sd)
+    convs = [k for k, v in sd.items() if isinstance(v, Tensor) and v.ndim == 4 and k.endswith("weight")]
+    if not convs or len(arch.default_input_shape) != 3:
+        return None
+    first = min(convs, key=natural_key)
+    return (int(sd[first].shape[1]), *arch.default_input_shape[1:])
+
+
+def channels_then_default(key: str, default: tuple[int, ...]):
+    """An ``input_shape_from`` rule: in_channels of conv ``key`` with the default spatial size."""
+
+    def rule(state_dict: Mapping[str, Tensor]) -> tuple[int, ...] | None:
+        value = state_dict.get(key, state_dict.get(key + "_orig"))  # _orig: torch.nn.utils.prune, unfolded
+        if not isinstance(value, Tensor) or value.ndim != 4:
+            return None
+        return (int(value.shape[1]), *default[1:])
+
+    return rule
+
+
+def flat_image_shape(in_features: int, channels: tuple[int, ...] = (1, 3)) -> tuple[int, int, int] | None:
+    """``(C, S, S)`` with ``C * S * S == in_features`` for the first ``C`` in ``channels``, else ``None``."""
+    for c in channels:
+        if in_features % c:
+            continue
+        side = math.isqrt(in_features // c)
+        if side * side == in_features // c and side > 0:
+            return (c, side, side)
+    return None
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
@@ -182,21 +220,21 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
             if key.endswith("num_batches_tracked"):
                 full[key] = target
                 continue
-            raise ArchitectureError(f"checkpoint lacks {_show(key)}, which the architecture needs")
+            raise ArchitectureError(f"checkpoint lacks {show(key)}, which the architecture needs")
         value = sd[key]
         if not isinstance(value, Tensor):
             raise ArchitectureError(
-                f"checkpoint value at {_show(key)} is a {type(value).__name__}, not a tensor"
+                f"checkpoint value at {show(key)} is a {type(value).__name__}, not a tensor"
             )
         if value.shape != target.shape:
             raise ArchitectureError(
-                f"shape mismatch at {_show(key)}: checkpoint {_shape(value)}, architecture {_shape(target)}"
+                f"shape mismatch at {show(key)}: checkpoint {_shape(value)}, architecture {_shape(target)}"
             )
         full[key] = value
     unexpected = [k for k in sd if k not in expected]
     if unexpected:
         raise ArchitectureError(
-            f"checkpoint has {len(unexpected)} key(s) the architecture lacks, first {_show(unexpected[0])}"
+            f"checkpoint has {len(unexpected)} key(s) the architecture lacks, first {show(unexpected[0])}"
         )
     with torch.no_grad():
         model.load_state_dict(full, strict=True)
@@ -212,7 +250,7 @@ def build(
     """Instantiate architecture ``name``; with ``state_dict``, size hidden layers from it and load it.
 
     Args:
-        name: a registered architecture name.
+        name: an architecture name (see :func:`names`).
         num_classes: outputs of the head.
         input_shape: per-sample input shape without the batch dimension, e.g. ``(1, 8, 8)``.
         state_dict: optional weights; hidden widths are taken from its shapes, then loaded strictly
@@ -232,7 +270,7 @@ def build(
     return model
 
 
-def _width(state_dict: Mapping[str, Tensor] | None, key: str, default: int, *, dim: int = 0) -> int:
+def width(state_dict: Mapping[str, Tensor] | None, key: str, default: int, *, dim: int = 0) -> int:
     """Size of ``state_dict[key]`` along ``dim``, or ``default`` when absent (load_weights reports it)."""
     if state_dict is None:
         return default
@@ -242,105 +280,10 @@ def _width(state_dict: Mapping[str, Tensor] | None, key: str, default: int, *, d
     return int(value.shape[dim])
 
 
-# --------------------------------------------------------------------------------------------------- mlp
-
-
-class MLP(nn.Module):
-    """Two hidden ReLU layers: flatten -> ``fc1`` -> ReLU -> ``fc2`` -> ReLU -> ``head``."""
-
-    def __init__(self, *, in_features: int, num_classes: int, hidden: tuple[int, int] = (128, 128)) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden[0])
-        self.relu1 = nn.ReLU()
-        self.fc2 = nn.Linear(hidden[0], hidden[1])
-        self.relu2 = nn.ReLU()
-        self.head = nn.Linear(hidden[1], num_classes)
-
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate features ``(B, hidden[1])`` of inputs ``(B, *input_shape)``."""
-        x = x.flatten(1)  # (B, F)
-        x = self.relu1(self.fc1(x))  # (B, H1)
-        return self.relu2(self.fc2(x))  # (B, H2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))  # (B, C)
-
-
-def _mlp(*, num_classes: int, input_shape: tuple[int, ...], state_dict: Mapping[str, Tensor] | None) -> MLP:
-    in_features = math.prod(input_shape)
-    hidden = (_width(state_dict, "fc1.weight", 128), _width(state_dict, "fc2.weight", 128))
-    return MLP(in_features=in_features, num_classes=num_classes, hidden=hidden)
-
-
-# --------------------------------------------------------------------------------------------- small_cnn
-
-
-class SmallCNN(nn.Module):
-    """Three 3x3 conv-BN-ReLU blocks, a 2x2 max-pool after the second, global average pool, linear head.
-
-    Sized for small images (1x8x8 digits, 3x32x32 CIFAR) so the demo trains in seconds on a CPU.
-    Convolutions have no bias (BatchNorm follows each).
-    """
-
-    def __init__(
-        self, *, in_channels: int, num_classes: int, widths: tuple[int, int, int] = (16, 32, 64)
-    ) -> None:
-        super().__init__()
-        c1, c2, c3 = widths
-        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c2)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(c3)
-        self.relu3 = nn.ReLU()
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(c3, num_classes)
-
-    @property
-    def widths(self) -> tuple[int, int, int]:
-        return (self.conv1.out_channels, self.conv2.out_channels, self.conv3.out_channels)
-
-    def features(self, x: Tensor) -> Tensor:
-        """Globally pooled features ``(B, widths[2])`` of images ``(B, C, H, W)``."""
-        x = self.relu1(self.bn1(self.conv1(x)))  # (B, c1, H, W)
-        x = self.pool(self.relu2(self.bn2(self.conv2(x))))  # (B, c2, H/2, W/2)
-        x = self.relu3(self.bn3(self.conv3(x)))  # (B, c3, H/2, W/2)
-        return self.gap(x).flatten(1)  # (B, c3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))  # (B, num_classes)
-
-
-def _small_cnn(
-    *, num_classes: int, input_shape: tuple[int, ...], state_dict: Mapping[str, Tensor] | None
-) -> SmallCNN:
-    if len(input_shape) != 3 or input_shape[1] < 2 or input_shape[2] < 2:
-        raise ArchitectureError(f"small_cnn needs input_shape (C, H, W) with H, W >= 2, got {input_shape!r}")
-    widths = (
-        _width(state_dict, "conv1.weight", 16),
-        _width(state_dict, "conv2.weight", 32),
-        _width(state_dict, "conv3.weight", 64),
-    )
-    return SmallCNN(in_channels=input_shape[0], num_classes=num_classes, widths=widths)
-
-
-register(
-    Architecture(
-        name="mlp",
-        description="MLP with two hidden ReLU layers (128 units each by default) for small flattened inputs",
-        default_input_shape=(1, 8, 8),
-        factory=_mlp,
-    )
-)
-register(
-    Architecture(
-        name="small_cnn",
-        description="3-layer conv-BN-ReLU CNN (16/32/64 channels) with global average pooling, small images",
-        default_input_shape=(1, 8, 8),
-        factory=_small_cnn,
-    )
-)
+def image_shape(name: str, input_shape: tuple[int, ...], *, min_side: int = 1) -> tuple[int, int, int]:
+    """``input_shape`` as ``(C, H, W)`` with ``H, W >= min_side``, or :class:`ArchitectureError`."""
+    if len(input_shape) != 3 or input_shape[1] < min_side or input_shape[2] < min_side:
+        raise ArchitectureError(
+            f"{name} needs input_shape (C, H, W) with H, W >= {min_side}, got {input_shape!r}"
+        )
+    return input_shape  # type: ignore[return-value]
