@@ -27,6 +27,20 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     reaper_interval_seconds: float = Field(5.0, gt=0)
     test_analyses: bool = False  # registers the `_sleep` / `_crash` analyses used by reliability tests
+    # Checkpoint loading sandbox (DESIGN §5): caps on the child process that deserialises an upload.
+    checkpoint_load_memory_mb: int = Field(4096, ge=256)  # address space, ~700 MiB of it Python + torch
+    checkpoint_load_cpu_seconds: int = Field(120, ge=1)
+    checkpoint_load_timeout_seconds: float = Field(180.0, gt=0)
+    max_checkpoint_elements: int = Field(2_000_000_000, ge=1)
+    # datasets: server-side roots (colon-separated absolute dirs; empty = registering paths is off)
+    dataset_roots: str = ""
+    dataset_max_image_pixels: int = Field(4096 * 4096, ge=1)  # one image, checked before decoding
+    dataset_max_total_pixels: int = Field(500_000_000, ge=1)  # all images of an ImageFolder zip
+    dataset_max_members: int = Field(200_000, ge=1)  # entries in an uploaded zip or tar
+    dataset_max_unpacked_bytes: int = Field(16 * 1024**3, ge=1)  # declared uncompressed size of one
+    # resumable uploads (tus 1.0 at /api/uploads, server/resumable/): an upload untouched this long is swept
+    upload_expiry_seconds: float = Field(24 * 3600.0, gt=0)
+    upload_sweep_interval_seconds: float = Field(600.0, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

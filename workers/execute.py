@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from server.storage import BlobStore
 from workers import registry
 from workers.checkpoints import instantiate
-from workers.data import DatasetError, read_npz
+from workers.datasets import DatasetError, read_dataset, verify_source
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class JobInputs:
     analysis: str
     params: dict
     checkpoint: dict  # id, sha256, blob_key, architecture, num_classes, input_shape, ...
-    dataset: dict | None  # id, sha256, blob_key
+    dataset: dict | None  # id, sha256, blob_key, format, meta, kind, source_path
 
 
 class _LRU(OrderedDict):
@@ -68,11 +69,23 @@ class Executor:
         return self._models.get_or(key, make)
 
     def _dataset(self, ds: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        fmt, meta = ds.get("format", "npz"), ds.get("meta") or {}
+        key = (ds["sha256"], fmt, json.dumps(meta, sort_keys=True))  # one file may back several views
+
         def make():
-            arrays = read_npz(self.store.fetch(ds["blob_key"]))
+            arrays = read_dataset(self.dataset_file(ds), fmt, meta)
             return torch.from_numpy(arrays.normalized_x()), torch.from_numpy(arrays.y)
 
-        return self._data.get_or(ds["sha256"], make)
+        return self._data.get_or(key, make)
+
+    def dataset_file(self, ds: dict) -> Path:
+        """The verified local file behind a data set: a fetched blob, or a server path re-hashed in place.
+
+        Analyses that read a CIFAR-C set one slice at a time pass it to ``workers.datasets.read_corruption``.
+        """
+        if ds.get("kind") == "path":
+            return verify_source(ds["source_path"], ds["sha256"])
+        return self.store.fetch(ds["blob_key"])
 
     def run(self, job: JobInputs, progress) -> tuple[dict, dict[str, bytes]]:
         spec = registry.get(job.analysis, include_testing=self.include_testing)

@@ -211,5 +211,15 @@ def job_inputs(*, session: Session, job_id: int) -> dict | None:
             "input_shape": ckpt.input_shape,
             "parent_id": ckpt.parent_id,
         },
-        "dataset": None if ds is None else {"id": ds.id, "sha256": ds.sha256, "blob_key": ds.blob_key},
+        "dataset": None
+        if ds is None
+        else {
+            "id": ds.id,
+            "sha256": ds.sha256,
+            "blob_key": ds.blob_key,
+            "format": ds.format,
+            "meta": ds.meta,
+            "kind": ds.kind,
+            "source_path": ds.source_path,
+        },
     }

@@ -99,7 +99,7 @@ def submit(
             analysis=spec.name,
             version=spec.version,
             checkpoint_sha=ckpt.sha256,
-            dataset_sha=ds.sha256 if ds else None,
+            dataset_sha=ds.view_key if ds else None,
             params=params,
         )
         existing = session.scalar(
