@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.checkpoints.models import Checkpoint
+from server.config import get_settings
 from server.errors import BadUpload, InvalidInput, NotFound
 from server.storage import BlobStore, StagedFile
 from workers.architectures import ArchitectureError
 from workers.checkpoints import instantiate
 from workers.intake import CheckpointError
+from workers.sandbox import LoadLimits
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,12 @@ def parse_metadata(raw: str | None) -> dict:
     if len(raw) > 64 * 1024:
         raise InvalidInput("metadata is larger than 64 KiB")
     return meta
+
+
+def clean_name(name: str) -> str:
+    """A display name as text: control and bidirectional-override characters dropped, never a path."""
+    kept = (c for c in name if unicodedata.category(c) not in ("Cc", "Cf") or c == "\u200d")
+    return "".join(kept).strip()
 
 
 def get(*, session: Session, checkpoint_id: int) -> Checkpoint:
@@ -77,17 +86,28 @@ def create(
     family: str | None = None,
     parent_id: int | None = None,
     metadata: dict | None = None,
+    limits: LoadLimits | None = None,
 ) -> Checkpoint:
-    """Check ``staged`` loads into ``architecture``, store it and record it. Nothing is kept on failure."""
+    """Check ``staged`` loads into ``architecture``, store it and record it. Nothing is kept on failure.
+
+    The file is loaded in the sandbox (:mod:`workers.sandbox`) under ``limits``; by default the
+    process settings' limits, with the sandbox's scratch folder next to the staged file.
+    """
     try:
-        if not name or not name.strip():
+        name = clean_name(name or "")
+        if not name:
             raise InvalidInput("a checkpoint needs a name")
         if len(name) > 200:
             raise InvalidInput("names are at most 200 characters")
         _check_parent(session, parent_id)
         try:
+            limits = limits or LoadLimits.from_settings(get_settings(), tmp_dir=staged.path.parent)
             _, info = instantiate(
-                staged.path, architecture=architecture, num_classes=num_classes, input_shape=input_shape
+                staged.path,
+                architecture=architecture,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                limits=limits,
             )
         except (CheckpointError, ArchitectureError) as exc:
             raise BadUpload(str(exc)) from None
@@ -99,7 +119,7 @@ def create(
     target = meta.get(SPARSITY_TARGET_KEY)
     key = store.put(staged)
     ckpt = Checkpoint(
-        name=name.strip(),
+        name=name,
         family=family,
         parent_id=parent_id,
         format=info.format,
@@ -130,8 +150,10 @@ def update(*, session: Session, checkpoint_id: int, changes: dict) -> Checkpoint
     ckpt = get(session=session, checkpoint_id=checkpoint_id)
     if "parent_id" in changes:
         _check_parent(session, changes["parent_id"], child_id=checkpoint_id)
-    if "name" in changes and changes["name"] is None:
-        raise InvalidInput("name cannot be null")
+    if "name" in changes:
+        if changes["name"] is None or not clean_name(changes["name"]):
+            raise InvalidInput("name cannot be empty")
+        changes = {**changes, "name": clean_name(changes["name"])}
     for field, value in changes.items():
         setattr(ckpt, field, value.strip() if isinstance(value, str) else value)
     session.flush()
