@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -15,9 +16,18 @@ from server.errors import install_handlers
 from server.health import router as health_router
 from server.jobs.router import router as jobs_router
 from server.queue import get_queue
+from server.resumable.router import TusResponseHeaders
+from server.resumable.router import router as uploads_router
+from server.resumable.sweeper import upload_sweeper
 from server.uploads import BodySizeLimit
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    async with upload_sweeper(app.state.settings):  # expired resumable uploads, now and periodically
+        yield
 
 
 def create_app(settings: Settings | None = None, *, with_dashboard: bool = True) -> FastAPI:
@@ -28,14 +38,16 @@ def create_app(settings: Settings | None = None, *, with_dashboard: bool = True)
         title="PruneScope",
         version=__version__,
         description='Compare a dense network and its pruned variants. Errors are `{"detail": "..."}`.',
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.store = storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
     app.state.queue = get_queue(settings.resolved_queue_url)
     install_handlers(app)
-    for router in (health_router, checkpoints_router, datasets_router, jobs_router):
+    for router in (health_router, checkpoints_router, datasets_router, jobs_router, uploads_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, get_limit=lambda: settings.max_upload_bytes)
+    app.add_middleware(TusResponseHeaders)
     if with_dashboard:
         from a2wsgi import WSGIMiddleware
 

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import json
+from typing import BinaryIO
 
+from server.config import Settings
 from server.errors import InvalidInput, PayloadTooLarge
+from server.storage import StagedFile, stage_file
 
 UPLOAD_PATHS = ("/api/checkpoints", "/api/datasets")
+
+
+def stage_upload(
+    file: BinaryIO | None, filename: str | None, upload_id: str | None, settings: Settings
+) -> tuple[StagedFile, str | None]:
+    """The bytes a registration names: a multipart file, or a completed resumable upload (consumed)."""
+    from server.resumable.service import take_completed
+
+    if (file is None) == (not upload_id):
+        raise InvalidInput("send either a 'file' or the 'upload_id' of a completed upload, not both")
+    if upload_id:
+        completed = take_completed(upload_id, settings)
+        return completed, completed.filename
+    return stage_file(file, settings.tmp_dir, settings.max_upload_bytes), filename
 
 
 def parse_shape(raw: str | None) -> list[int] | None:

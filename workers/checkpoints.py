@@ -70,7 +70,10 @@ def _resolve(state_dict, architecture: str, num_classes: int | None, input_shape
         num_classes = architectures.infer_num_classes(state_dict)
         if num_classes is None:
             raise CheckpointError("could not infer the number of classes; pass num_classes")
-    shape = tuple(input_shape) if input_shape else tuple(arch.default_input_shape)
+    if input_shape:
+        shape = tuple(input_shape)
+    else:
+        shape = architectures.infer_input_shape(architecture, state_dict) or tuple(arch.default_input_shape)
     return int(num_classes), shape
 
 

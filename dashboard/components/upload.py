@@ -1,8 +1,11 @@
 """Upload panels whose files stream straight to the REST API from ``assets/upload.js``.
 
-No Dash callback ever sees the bytes: the script posts ``multipart/form-data`` to ``endpoint``
-with the values of the form controls named in ``fields`` (form field -> element id), shows a
-progress bar per file, the server's ``detail`` on failure, and clicks ``refresh_id`` on success.
+No Dash callback ever sees the bytes. Where ``endpoint`` accepts a completed resumable upload
+(:data:`RESUMABLE_ENDPOINTS`), the script sends each file through the tus protocol at
+``/api/uploads`` in chunks that resume after a dropped connection, then posts its ``upload_id``
+to ``endpoint``; elsewhere it posts the file as ``multipart/form-data``. Either way the values of
+the form controls named in ``fields`` (form field -> element id) go along, each file gets a
+progress bar, the server's ``detail`` is shown on failure, and ``refresh_id`` is clicked on success.
 """
 
 from __future__ import annotations
@@ -11,10 +14,34 @@ from collections.abc import Sequence
 
 from dash import html
 
+UPLOADS_ENDPOINT = "/api/uploads"  # tus 1.0.0 (server/resumable/)
+# Routes whose form takes ``upload_id`` (a completed upload) in place of ``file``.
+RESUMABLE_ENDPOINTS = frozenset({"/api/checkpoints", "/api/datasets"})
+CHUNK_BYTES = 8 * 1024 * 1024
+
 
 def drop_zone(
-    *, id: str, endpoint: str, accept: str, fields: dict[str, str], refresh_id: str, label: str
+    *,
+    id: str,
+    endpoint: str,
+    accept: str,
+    fields: dict[str, str],
+    refresh_id: str,
+    label: str,
+    resumable: bool | None = None,
 ) -> html.Div:
+    """``resumable``: send through tus first (default: when ``endpoint`` accepts an ``upload_id``)."""
+    if resumable is None:
+        resumable = endpoint in RESUMABLE_ENDPOINTS
+    tus = (
+        {
+            "data-resumable": UPLOADS_ENDPOINT,
+            "data-kind": endpoint.rstrip("/").rsplit("/", 1)[-1].removesuffix("s"),
+            "data-chunk-size": str(CHUNK_BYTES),
+        }
+        if resumable
+        else {}
+    )
     return html.Div(
         [
             html.Div(
@@ -27,6 +54,7 @@ def drop_zone(
                     "data-fields": ",".join(f"{name}:{elem}" for name, elem in fields.items()),
                     "data-refresh": refresh_id,
                     "data-status": f"{id}-status",
+                    **tus,
                 },
             ),
             html.Div(id=f"{id}-status", className="ps-upload-status", role="status"),

@@ -7,8 +7,8 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from server.checkpoints import service
 from server.checkpoints.schemas import CheckpointPublic, CheckpointUpdate
 from server.deps import MAX_ID, IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
-from server.storage import stage_file
-from server.uploads import parse_shape
+from server.uploads import parse_shape, stage_upload
+from workers.sandbox import LoadLimits
 
 router = APIRouter(prefix="/api/checkpoints", tags=["checkpoints"])
 
@@ -18,8 +18,13 @@ def upload_checkpoint(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="a state_dict (.pt/.pth/.bin) or .safetensors file")],
     architecture: Annotated[str, Form(max_length=100)],
+    file: Annotated[
+        UploadFile | None, File(description="a state_dict (.pt/.pth/.bin) or .safetensors file")
+    ] = None,
+    upload_id: Annotated[
+        str | None, Form(max_length=100, description="instead of file: a completed upload (/api/uploads)")
+    ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
     num_classes: Annotated[int | None, Form(ge=1, le=100_000)] = None,
     input_shape: Annotated[str | None, Form(description="e.g. 3,32,32", max_length=100)] = None,
@@ -27,20 +32,23 @@ def upload_checkpoint(
     parent_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
 ):
+    """Register a checkpoint from a multipart ``file`` or from a completed resumable upload."""
     meta = service.parse_metadata(metadata)
     shape = parse_shape(input_shape)
-    staged = stage_file(file.file, settings.tmp_dir, settings.max_upload_bytes)
+    source = file.file if file else None
+    staged, filename = stage_upload(source, file.filename if file else None, upload_id, settings)
     return service.create(
         session=session,
         store=store,
         staged=staged,
-        name=name or file.filename or "checkpoint",
+        name=name or filename or "checkpoint",
         architecture=architecture,
         num_classes=num_classes,
         input_shape=shape,
         family=family or None,
         parent_id=parent_id,
         metadata=meta,
+        limits=LoadLimits.from_settings(settings, tmp_dir=settings.tmp_dir),
     )
 
 

@@ -12,7 +12,7 @@ from server.datasets import service
 from server.datasets.schemas import DatasetBuiltinCreate, DatasetOptions, DatasetPathCreate, DatasetPublic
 from server.deps import IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
 from server.errors import InvalidInput
-from server.storage import stage_file
+from server.uploads import stage_upload
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
@@ -28,13 +28,16 @@ _BODY_DOC = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": ".npz (x, y), CIFAR-10 binary batch or a zip / tar.gz of them, "
                             "CIFAR-C zip (<corruption>.npy + labels.npy) or ImageFolder zip",
+                        },
+                        "upload_id": {
+                            "type": "string",
+                            "description": "instead of file: a completed resumable upload (/api/uploads)",
                         },
                         "name": {"type": "string", "maxLength": 200},
                         "split": {"type": "string", "enum": ["train", "test", "all"]},
@@ -71,13 +74,25 @@ async def create_dataset(request: Request, session: SessionDep, store: StoreDep,
         )
     async with request.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput("the multipart form needs a 'file' field holding the data set")
+        upload_id = form.get("upload_id")
+        if not isinstance(upload, UploadFile) and not isinstance(upload_id, str):
+            raise InvalidInput(
+                "the multipart form needs a 'file' field holding the data set, or the 'upload_id' "
+                "of a completed resumable upload"
+            )
+        upload = upload if isinstance(upload, UploadFile) else None
+        upload_id = upload_id if isinstance(upload_id, str) else None
         fields = {k: v for k, v in form.items() if k in ("split", "image_size", "mean", "std") and v}
         options = _parse_obj(DatasetOptions, fields)
         name = form.get("name")
-        name = name if isinstance(name, str) and name else (upload.filename or "dataset")
-        staged = await run_in_threadpool(stage_file, upload.file, settings.tmp_dir, settings.max_upload_bytes)
+        staged, filename = await run_in_threadpool(
+            stage_upload,
+            upload.file if upload else None,
+            upload.filename if upload else None,
+            upload_id,
+            settings,
+        )
+        name = name if isinstance(name, str) and name else (filename or "dataset")
         return await run_in_threadpool(
             service.create_upload,
             session=session,

@@ -110,7 +110,10 @@ def page(browser):
     """A fresh page; uncaught JavaScript errors fail the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    from playwright.sync_api import expect
+
     page.set_default_timeout(20_000)
+    expect.set_options(timeout=20_000)  # checkpoint registration loads in a sandboxed child: ~1-5 s here
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page

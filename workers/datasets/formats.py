@@ -66,6 +66,9 @@ def _zip_kind(archive: Archive) -> str:
         return "cifar-c"
     if any(n.endswith(".bin") for n in names):
         return "cifar10-binary"
+    if top and all("/" not in n and n.endswith(".npy") for n in top):  # an .npz without x or y
+        found = sorted(n.removesuffix(".npy") for n in top)[:10]
+        raise DatasetError(f"an .npz data set needs arrays 'x' and 'y'; found {found!r}")
     return "imagefolder"
 
 
