@@ -11,6 +11,8 @@ from dash import Dash, Input, Output, State, ctx, dcc, get_relative_path, html
 
 from dashboard import data
 from dashboard.components.compare import evaluate_view
+from dashboard.components.graph import graph
+from dashboard.figures.sparsity import layer_sparsity_heatmap
 from dashboard.state import compare_search, parse_id, parse_ids, parse_tab
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
@@ -82,7 +84,11 @@ def _content(state: dict) -> tuple[list, bool]:
     summaries = data.results(tab, ids, dataset_id)
     jobs = data.latest_jobs(tab, [i for i in ids if i not in summaries and i in checkpoints], dataset_id)
     pending = any(j["status"] in data.ACTIVE for j in jobs.values())
-    return VIEWS[tab](ids, checkpoints, summaries, jobs), pending
+    sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])
+    return [
+        *VIEWS[tab](ids, checkpoints, summaries, jobs),
+        graph(sparsity, name="sparsity", id="fig-sparsity"),
+    ], pending
 
 
 def register_callbacks(app: Dash) -> None:
