@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # resumable uploads (tus 1.0 at /api/uploads, server/resumable/): an upload untouched this long is swept
     upload_expiry_seconds: float = Field(24 * 3600.0, gt=0)
     upload_sweep_interval_seconds: float = Field(600.0, gt=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Absolute, so child processes with another working directory find the same files."""
+        return value.expanduser().resolve()
 
     @property
     def resolved_database_url(self) -> str:

@@ -136,7 +136,8 @@ def load(path: Path, fmt: str, *, expected_bytes: int, limits: LoadLimits) -> Lo
     """Load ``path`` (already through :func:`workers.intake.preflight`) in the sandbox."""
     from safetensors.torch import load_file
 
-    out = Path(tempfile.mkdtemp(prefix="sandbox-", dir=limits.tmp_dir))
+    # absolute: the child runs with its private folder as the working directory
+    out = Path(tempfile.mkdtemp(prefix="sandbox-", dir=limits.tmp_dir)).resolve()
     output_cap = 2 * expected_bytes + OUTPUT_SLACK
     argv = [
         sys.executable,

@@ -177,3 +177,24 @@ def test_reads_do_not_wait_for_a_held_sqlite_write_lock(sqlite_url, make_setting
         finally:
             holder.execute("ROLLBACK")
             holder.close()
+
+
+def test_upload_works_with_the_default_relative_data_dir(tmp_path, monkeypatch):
+    # `make run` uses PRUNESCOPE_DATA_DIR's default ".prunescope", relative to the working directory,
+    # while the sandboxed loader runs in its own directory: every path it gets must be absolute.
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.config import Settings
+    from server.migrate import upgrade
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=Path(".prunescope"))
+    assert settings.data_dir.is_absolute() and settings.tmp_dir.is_absolute()
+    settings.data_dir.mkdir()
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings, with_dashboard=False)) as c:
+        resp = upload(c, state_dict_bytes())
+        assert resp.status_code == 201, resp.text
