@@ -52,7 +52,7 @@ MAX_ID = 2**31 - 1  # INTEGER primary keys on PostgreSQL
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]  # commit before responding
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 WriteGuard = Depends(require_write_token)

@@ -198,3 +198,31 @@ def test_upload_works_with_the_default_relative_data_dir(tmp_path, monkeypatch):
     with TestClient(create_app(settings, with_dashboard=False)) as c:
         resp = upload(c, state_dict_bytes())
         assert resp.status_code == 201, resp.text
+
+
+def test_a_created_checkpoint_is_committed_before_the_response_is_sent(db_url, make_settings):
+    # A client that lists right after a 201 (the dashboard refreshes its table at once) must see the row:
+    # the commit may not wait until the response has gone out. Look at the database, from another
+    # connection, at the moment the response starts.
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, text
+
+    from server.app import create_app
+
+    app = create_app(make_settings(db_url), with_dashboard=False)
+    seen: list[int] = []
+    probe = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+    async def watching(scope, receive, send):
+        async def spy(message):
+            if message["type"] == "http.response.start" and scope["method"] == "POST":
+                with probe.connect() as conn:
+                    seen.append(conn.execute(text("SELECT count(*) FROM checkpoints")).scalar_one())
+            await send(message)
+
+        await app(scope, receive, spy)
+
+    with TestClient(watching) as c:
+        assert upload(c, state_dict_bytes()).status_code == 201
+    probe.dispose()
+    assert seen == [1]
