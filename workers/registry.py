@@ -88,4 +88,4 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from workers.analyses import evaluate_task, testing  # noqa: F401 - registers on import
+    from workers.analyses import evaluate_task, hessian_task, testing  # noqa: F401 - registers on import

@@ -1,0 +1,252 @@
+"""Hessian engine against PyHessian on one checkpoint and data set (DESIGN §8, issue 4).
+
+Usage: python bench/hessian.py [--device cpu|cuda] [--model resnet20] [--samples 512] [--batch-size 128]
+                               [--method auto|func|double_backward|retained] [--top 5] [--tol 1e-4]
+                               [--no-pyhessian] [--no-reference]
+
+Measures, on a randomly initialised model in eval mode and random CIFAR-shaped samples (seeded):
+- one gradient and one Hessian-vector product by each method (after a warm-up);
+- PruneScope's top-k (Lanczos, residual tolerance ``--tol``), trace (Hutchinson) and SLQ density;
+- a converged reference, ARPACK ``scipy.sparse.linalg.eigsh(which="LA")`` on the same HVP;
+- PyHessian (the PyPI release, when importable) on the same model and data as one batch:
+  ``eigenvalues(top_n=k)`` with its defaults (``maxIter=100, tol=1e-3``), ``trace(maxIter=probes)`` (its
+  default tolerance may stop it sooner) and ``density(iter, n_v)`` as PruneScope's (with a shim for the
+  removed ``torch.eig``), its products counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
+Errors are the largest relative deviation from the reference over the top-k (each list sorted descending).
+The last line is ``hessian_speedup_vs_pyhessian_top5: <PyHessian seconds / PruneScope seconds>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch import nn
+
+from workers.architectures import build
+from workers.hessian.analysis import hessian_spectrum
+from workers.hessian.density import slq
+from workers.hessian.hvp import default_method, hessian_operator
+from workers.hessian.trace import hutchinson
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: torch.device, repeat: int = 2) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _rel_error(found: list[float], reference: list[float]) -> float:
+    a = np.sort(np.asarray(found, dtype=np.float64))[::-1]
+    b = np.sort(np.asarray(reference, dtype=np.float64))[::-1][: a.size]
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def reference_top(model, x, y, args, device) -> tuple[list[float], float, int]:
+    op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
+
+    def mv(v: np.ndarray) -> np.ndarray:
+        return (
+            op.matvec(torch.from_numpy(np.ascontiguousarray(v.ravel(), dtype=np.float32)).to(device))
+            .cpu()
+            .numpy()
+        )
+
+    v0 = np.random.default_rng(1).standard_normal(op.n)
+    start = time.perf_counter()
+    vals = eigsh(
+        LinearOperator((op.n, op.n), matvec=mv, dtype=np.float32),
+        k=args.top,
+        which="LA",
+        tol=args.ref_tol,
+        v0=v0,
+        return_eigenvectors=False,
+    )
+    return sorted(map(float, vals), reverse=True), time.perf_counter() - start, op.count
+
+
+def run_pyhessian(model, x, y, args, device) -> dict | None:
+    try:
+        from pyhessian import hessian as PyHessian
+    except ImportError as exc:
+        print(f"PyHessian not importable ({exc}); skipped")
+        return None
+    ph_module = sys.modules["pyhessian.hessian"]  # the package's attribute of that name is the class
+    counter = {"n": 0}
+    original = ph_module.hessian_vector_product
+
+    def counted(*a, **kw):
+        counter["n"] += 1
+        return original(*a, **kw)
+
+    ph_module.hessian_vector_product = counted
+    removed_eig = getattr(torch, "eig", None)
+
+    def eig(t, eigenvectors=False):  # the shim the issue allows: torch.eig only raises since torch 2.0
+        w, v = torch.linalg.eigh(t)
+        return torch.stack([w, torch.zeros_like(w)], 1), v
+
+    torch.eig = eig
+    out: dict = {}
+    m = copy.deepcopy(model).to(device)
+    xd, yd = x.to(device), y.to(device)
+    criterion = nn.CrossEntropyLoss()
+    torch.manual_seed(args.seed)
+    _sync(device)
+    start = time.perf_counter()
+    ph = PyHessian(m, criterion, data=(xd, yd), cuda=device.type == "cuda")
+    vals, _ = ph.eigenvalues(top_n=args.top)
+    _sync(device)
+    out["top"] = (vals, time.perf_counter() - start, counter["n"])
+    counter["n"] = 0
+    start = time.perf_counter()
+    samples = ph.trace(maxIter=args.trace_probes)
+    _sync(device)
+    out["trace"] = (float(np.mean(samples)), time.perf_counter() - start, counter["n"])
+    counter["n"] = 0
+    start = time.perf_counter()
+    ph.density(iter=args.density_iters, n_v=args.density_vectors)
+    _sync(device)
+    out["density"] = (time.perf_counter() - start, counter["n"])
+    ph_module.hessian_vector_product = original
+    torch.eig = removed_eig
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--method", default="auto", choices=["auto", "func", "double_backward", "retained"])
+    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--ref-tol", type=float, default=1e-6)
+    parser.add_argument("--trace-probes", type=int, default=30)
+    parser.add_argument("--density-vectors", type=int, default=1)
+    parser.add_argument("--density-iters", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-pyhessian", action="store_true")
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.method == "auto":
+        args.method = default_method(device)
+
+    torch.manual_seed(args.seed)
+    model = build(args.model, num_classes=args.num_classes, input_shape=(3, 32, 32)).eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.samples, 3, 32, 32, generator=gen)  # (N, 3, 32, 32)
+    y = torch.randint(0, args.num_classes, (args.samples,), generator=gen)  # (N,)
+    print(
+        f"{args.model} on {args.samples} samples, device {device}, batch {args.batch_size}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}",
+        flush=True,
+    )
+
+    rows: list[tuple[str, str, str]] = []
+    grad_op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
+    t_grad = _timed(grad_op.gradient, device)
+    rows.append(("one gradient", f"{t_grad * 1e3:.0f} ms", ""))
+    for method in ("func", "double_backward", "retained"):
+        op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=method)
+        v = torch.randn(op.n, generator=gen).to(device)
+        t = _timed(lambda op=op, v=v: op.matvec(v), device)
+        rows.append((f"one HVP ({method})", f"{t * 1e3:.0f} ms = {t / t_grad:.2f}x gradient", ""))
+        del op
+    print("\n".join(f"{a}: {b}" for a, b, _ in rows), flush=True)
+
+    common = dict(
+        device=device,
+        batch_size=args.batch_size,
+        max_samples=args.samples,
+        seed=args.seed,
+        hvp_method=args.method,
+    )
+    res = hessian_spectrum(
+        model, x, y, top_k=args.top, n_negative=0, tol=args.tol, trace_probes=0, density_vectors=0, **common
+    )
+    print(f"PruneScope top-{args.top}: {res.seconds:.1f} s, {res.hvp_count} HVPs", flush=True)
+
+    op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
+    start = time.perf_counter()
+    tr = hutchinson(
+        op.matvec, op.n, probes=args.trace_probes, generator=torch.Generator().manual_seed(1), device=device
+    )
+    t_trace = time.perf_counter() - start
+    start = time.perf_counter()
+    slq(
+        op.matvec,
+        op.n,
+        vectors=args.density_vectors,
+        iters=args.density_iters,
+        generator=torch.Generator().manual_seed(2),
+        device=device,
+    )
+    t_density = time.perf_counter() - start
+    del op
+    print(f"PruneScope trace {tr.value:.4g} +- {tr.stderr:.2g} in {t_trace:.1f} s", flush=True)
+
+    ref = None
+    if not args.no_reference:
+        ref = reference_top(model, x, y, args, device)
+        print(f"reference eigsh: {_fmt(ref[0])} in {ref[1]:.1f} s, {ref[2]} HVPs", flush=True)
+    ph = None if args.no_pyhessian else run_pyhessian(model, x, y, args, device)
+
+    def err(vals) -> str:
+        return f"{_rel_error(vals, ref[0]):.2e}" if ref else "n/a"
+
+    table = [
+        ("", "PruneScope", "PyHessian"),
+        (f"top-{args.top} seconds", f"{res.seconds:.1f}", f"{ph['top'][1]:.1f}" if ph else "n/a"),
+        (f"top-{args.top} HVPs", str(res.hvp_count), str(ph["top"][2]) if ph else "n/a"),
+        (f"top-{args.top} eigenvalues", _fmt(res.top_eigenvalues), _fmt(ph["top"][0]) if ph else "n/a"),
+        (f"top-{args.top} max rel. error", err(res.top_eigenvalues), err(ph["top"][0]) if ph else "n/a"),
+        ("top residual / max", f"{max(res.residuals) / res.top_eigenvalues[0]:.1e}", "not reported"),
+        ("trace", f"{tr.value:.4g} +- {tr.stderr:.2g}", f"{ph['trace'][0]:.4g}" if ph else "n/a"),
+        (
+            "trace seconds (HVPs)",
+            f"{t_trace:.1f} ({tr.products})",
+            f"{ph['trace'][1]:.1f} ({ph['trace'][2]})" if ph else "n/a",
+        ),
+        (
+            f"density {args.density_vectors}x{args.density_iters} seconds",
+            f"{t_density:.1f}",
+            f"{ph['density'][0]:.1f} ({ph['density'][1]} HVPs)" if ph else "n/a",
+        ),
+    ]
+    if ref:
+        table.append(("reference eigsh LA", f"{_fmt(ref[0])}, {ref[1]:.1f} s, {ref[2]} HVPs", ""))
+    table.extend(rows)
+    width = [max(len(r[i]) for r in table) for i in range(3)]
+    for r in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    speedup = ph["top"][1] / res.seconds if ph else float("nan")
+    print(f"hessian_speedup_vs_pyhessian_top5: {speedup:.2f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

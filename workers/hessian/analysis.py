@@ -1,0 +1,375 @@
+"""The Hessian analysis: top and most negative eigenvalues, trace, spectral density and outliers.
+
+One pass over the pieces of this package (DESIGN.md section 6), on the Hessian of the mean cross-entropy
+over the first ``max_samples`` samples in ``eval()`` mode:
+
+1. :func:`workers.hessian.lanczos.lanczos` for the ``top_k`` largest algebraic and ``n_negative`` most
+   negative eigenvalues, with residual norms and the top eigenvector;
+2. :mod:`workers.hessian.trace` (Hutchinson or Hutch++) for the trace and its standard error;
+3. :func:`workers.hessian.density.slq` for the spectral density;
+4. :func:`workers.hessian.outliers.split_outliers` for the outliers and the bulk edge;
+5. optionally the top eigenvalues of each parameter group's diagonal block (per layer).
+
+Each phase draws its random vectors from its own generator seeded from ``seed``, so a phase's results do
+not depend on how many products an earlier one took. For pruned checkpoints the operator is restricted to
+the unpruned coordinates (:func:`workers.hessian.hvp.pruning_mask`) and the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from workers.analyses.evaluate import eval_mode
+from workers.hessian.density import SpectralDensity, slq
+from workers.hessian.hvp import HessianOperator, HVPMethod, hessian_operator, pruning_mask
+from workers.hessian.lanczos import lanczos
+from workers.hessian.outliers import split_outliers
+from workers.hessian.trace import hutchinson, hutchpp
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HessianResult", "hessian_spectrum", "parameter_groups"]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class HessianResult:
+    top_eigenvalues: list[float]  # descending
+    residuals: list[float]  # ||H u - theta u|| of each top eigenvalue
+    negative_eigenvalues: list[float]  # ascending (most negative first)
+    negative_residuals: list[float]
+    converged: bool
+    lanczos_iterations: int
+    trace: float | None
+    trace_stderr: float | None
+    trace_method: str
+    density: dict[str, list[float]]  # {"x": grid, "y": density}; empty lists when not computed
+    density_sigma: float | None
+    outliers: list[float]
+    bulk_edge: float | None
+    subspace: str  # "unpruned" or "all"
+    n_params: int
+    n_samples: int
+    num_classes: int
+    hvp_count: int
+    hvp_method: str
+    hvp_seconds: float
+    seconds: float
+    dtype: str
+    per_layer: dict[str, dict[str, Any]] | None
+    # (D,) float32 over all parameters, flattened in named_parameters() order, zeros at pruned coordinates
+    top_eigenvector: np.ndarray = field(repr=False)
+    lanczos_alpha: np.ndarray = field(repr=False)  # (j,) float64
+    lanczos_beta: np.ndarray = field(repr=False)  # (j,) float64
+    density_nodes: np.ndarray = field(repr=False)  # (V, m) float64
+    density_weights: np.ndarray = field(repr=False)  # (V, m) float64
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable keys (DESIGN.md section 4), without the arrays."""
+        arrays = {"top_eigenvector", "lanczos_alpha", "lanczos_beta", "density_nodes", "density_weights"}
+        return {k: _finite(v) for k, v in self.__dict__.items() if k not in arrays}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "top_eigenvector": self.top_eigenvector,
+            "lanczos_alpha": self.lanczos_alpha,
+            "lanczos_beta": self.lanczos_beta,
+            "density_nodes": self.density_nodes,
+            "density_weights": self.density_weights,
+        }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an undefined standard error, say) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[str]]:
+    """Parameter names grouped by the module that owns them directly (``conv1`` -> ``conv1.weight``)."""
+    groups: dict[str, list[str]] = {}
+    for mod_name, module in model.named_modules():
+        names = [f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False)]
+        if names:
+            groups[mod_name or "."] = names
+    return groups
+
+
+def _floats(t: Tensor) -> list[float]:
+    return [float(v) for v in t]
+
+
+def hessian_spectrum(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    device: torch.device,
+    max_samples: int = 2048,
+    batch_size: int = 512,
+    top_k: int | None = None,
+    n_negative: int = 3,
+    lanczos_iters: int = 100,
+    tol: float = 1e-4,
+    trace_probes: int = 30,
+    trace_method: Literal["hutchinson", "hutchpp"] = "hutchinson",
+    density_vectors: int = 3,
+    density_iters: int = 40,
+    density_sigma: float = 1.6e-3,
+    density_grid: int = 1000,
+    seed: int = 0,
+    subspace: Literal["auto", "all", "unpruned"] = "auto",
+    dtype: torch.dtype = torch.float32,
+    per_layer: bool = False,
+    hvp_method: HVPMethod = "double_backward",
+    progress: Progress | None = None,
+) -> HessianResult:
+    """Hessian spectrum of the mean cross-entropy of ``model`` on the first ``max_samples`` of ``(x, y)``.
+
+    Args:
+        model: a classifier ``(B, *input_shape) -> (B, C)``; neither moved, cast nor written to, and each
+            submodule's training flag is restored.
+        x, y: inputs ``(N, *input_shape)`` and integer labels ``(N,)`` on any device.
+        top_k: largest eigenvalues wanted; ``None`` means ``C + 5`` so the ``C`` class outliers of Papyan
+            2020 and the bulk edge show (DESIGN.md section 6).
+        n_negative: most negative eigenvalues wanted (0 for none).
+        tol: Lanczos stops when every wanted residual is at most ``tol * max|theta|``.
+        trace_probes: products spent on the trace (0 skips it).
+        density_vectors, density_iters: SLQ random vectors and Lanczos steps per vector (0 skips it).
+        subspace: ``"auto"`` restricts to unpruned coordinates when a weight of 2+ dimensions holds exact
+            zeros, else uses all; ``"all"`` and ``"unpruned"`` force one.
+        per_layer: also the top eigenvalues of each parameter group's diagonal block.
+        progress: called after every product with the fraction of the planned products done and a
+            message such as ``"HVP 12/80 (Lanczos)"``.
+    """
+    started = time.perf_counter()
+    if x.shape[0] != y.shape[0] or y.ndim != 1 or x.shape[0] == 0:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
+    n_samples = min(int(x.shape[0]), max_samples)
+    x, y = x[:n_samples], y[:n_samples]
+    mask = pruning_mask(model)
+    restrict = subspace == "unpruned" or (subspace == "auto" and not bool(mask.all()))
+    op = hessian_operator(
+        model,
+        x,
+        y,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        mask=mask if restrict else None,
+        method=hvp_method,
+    )
+    num_classes = _num_classes(model, x[:1], device, dtype)
+    k = top_k if top_k is not None else num_classes + 5
+    groups = parameter_groups(model) if per_layer else {}
+    planned = (
+        min(lanczos_iters, op.n)
+        + trace_probes
+        + density_vectors * min(density_iters, op.n)
+        + len(groups) * lanczos_iters
+    )
+    phase = {"name": "Lanczos", "base": 0}
+
+    def report(count: int) -> None:
+        done = phase["base"] + count
+        if progress is not None:
+            progress(min(done / max(planned, 1), 1.0), f"HVP {done}/{planned} ({phase['name']})")
+
+    op.on_product = report
+    kw: dict[str, Any] = {"dtype": dtype, "device": op.device}
+
+    top = lanczos(
+        op.matvec,
+        op.n,
+        k=k,
+        n_smallest=n_negative,
+        max_iter=lanczos_iters,
+        tol=tol,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
+    )
+    outliers, edge = split_outliers(_floats(top.top))
+
+    trace, stderr = _trace(op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), kw)
+    density, dens = _density(
+        op, phase, density_vectors, density_iters, density_sigma, density_grid, seed + 2, kw
+    )
+
+    layers = None
+    if groups:
+        phase["name"] = "per-layer Lanczos"
+        layers = _per_layer(
+            model,
+            x,
+            y,
+            groups,
+            mask if restrict else None,
+            op,
+            phase,
+            report,
+            k=k,
+            lanczos_iters=lanczos_iters,
+            tol=tol,
+            seed=seed,
+            batch_size=batch_size,
+            hvp_method=hvp_method,
+        )
+
+    vector = op.expand(top.top_vector if top.top_vector is not None else torch.zeros(op.n, **kw))  # (D,)
+    result = HessianResult(
+        top_eigenvalues=_floats(top.top),
+        residuals=_floats(top.top_residuals),
+        negative_eigenvalues=_floats(top.bottom),
+        negative_residuals=_floats(top.bottom_residuals),
+        converged=top.converged,
+        lanczos_iterations=top.iterations,
+        trace=trace,
+        trace_stderr=stderr,
+        trace_method=trace_method,
+        density=density,
+        density_sigma=dens.sigma if dens else None,
+        outliers=outliers,
+        bulk_edge=edge,
+        subspace="unpruned" if restrict else "all",
+        n_params=op.n,
+        n_samples=n_samples,
+        num_classes=num_classes,
+        hvp_count=op.count + sum(layer["hvp_count"] for layer in (layers or {}).values()),
+        hvp_method=hvp_method,
+        hvp_seconds=op.seconds,
+        seconds=time.perf_counter() - started,
+        dtype=str(dtype).removeprefix("torch."),
+        per_layer=layers,
+        top_eigenvector=vector.detach().float().cpu().numpy(),
+        lanczos_alpha=top.alpha.numpy(),
+        lanczos_beta=top.beta.numpy(),
+        density_nodes=dens.nodes.numpy() if dens else np.zeros((0, 0)),
+        density_weights=dens.weights.numpy() if dens else np.zeros((0, 0)),
+    )
+    logger.debug("hessian: top %s after %d HVPs", result.top_eigenvalues[:3], result.hvp_count)
+    return result
+
+
+def _trace(
+    op: HessianOperator, phase: dict[str, Any], method: str, probes: int, gen: torch.Generator, kw: dict
+) -> tuple[float | None, float | None]:
+    if probes <= 0:
+        return None, None
+    phase["name"] = "trace"
+    if method == "hutchpp":
+        est = hutchpp(op.matvec, op.n, products=max(probes, 3), generator=gen, **kw)
+    else:
+        est = hutchinson(op.matvec, op.n, probes=probes, generator=gen, **kw)
+    return est.value, est.stderr
+
+
+def _density(
+    op: HessianOperator,
+    phase: dict[str, Any],
+    vectors: int,
+    iters: int,
+    rel_sigma: float,
+    grid: int,
+    seed: int,
+    kw: dict,
+) -> tuple[dict[str, list[float]], SpectralDensity | None]:
+    if vectors <= 0 or iters <= 0:
+        return {"x": [], "y": []}, None
+    phase["name"] = "density"
+    gen = torch.Generator().manual_seed(seed)
+    dens = slq(
+        op.matvec, op.n, vectors=vectors, iters=iters, rel_sigma=rel_sigma, grid=grid, generator=gen, **kw
+    )
+    return {"x": _floats(dens.x), "y": _floats(dens.y)}, dens
+
+
+def _num_classes(model: nn.Module, x1: Tensor, device: torch.device, dtype: torch.dtype) -> int:
+    params = {k: v.detach().to(device=device, dtype=dtype) for k, v in model.named_parameters()}
+    buffers = {
+        k: v.detach().to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+        for k, v in model.named_buffers()
+    }
+    xb = x1.to(device=device, dtype=dtype) if x1.is_floating_point() else x1.to(device)
+    with eval_mode(model), torch.no_grad():
+        logits = torch.func.functional_call(model, {**params, **buffers}, (xb,))  # (1, C)
+    return int(logits.shape[-1])
+
+
+def _per_layer(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    groups: dict[str, list[str]],
+    mask: Tensor | None,
+    full: HessianOperator,
+    phase: dict[str, Any],
+    report: Callable[[int], None],
+    *,
+    k: int,
+    lanczos_iters: int,
+    tol: float,
+    seed: int,
+    batch_size: int,
+    hvp_method: HVPMethod,
+) -> dict[str, dict[str, Any]]:
+    """Top eigenvalues of each group's diagonal Hessian block (the other parameters held fixed)."""
+    phase["base"] = full.count
+    params = dict(model.named_parameters())
+    ends = np.cumsum([p.numel() for p in params.values()])
+    span = {
+        name: (int(end) - p.numel(), int(end)) for (name, p), end in zip(params.items(), ends, strict=True)
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for group, names in groups.items():
+        sub = None
+        if mask is not None:
+            sub = torch.cat([mask[span[n][0] : span[n][1]] for n in names])
+            if not bool(sub.any()):
+                continue
+        op = hessian_operator(
+            model,
+            x,
+            y,
+            batch_size=batch_size,
+            device=full.device,
+            dtype=full.dtype,
+            names=names,
+            mask=sub,
+            method=hvp_method,
+        )
+        op.on_product = report
+        res = lanczos(
+            op.matvec,
+            op.n,
+            k=min(k, op.n),
+            max_iter=lanczos_iters,
+            tol=tol,
+            generator=torch.Generator().manual_seed(seed),
+            dtype=full.dtype,
+            device=full.device,
+            want_vector=False,
+        )
+        out[group] = {
+            "parameters": names,
+            "n_params": op.n,
+            "top_eigenvalues": _floats(res.top),
+            "residuals": _floats(res.top_residuals),
+            "converged": res.converged,
+            "hvp_count": op.count,
+        }
+        phase["base"] += op.count
+    return out

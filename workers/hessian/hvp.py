@@ -1,0 +1,257 @@
+"""Hessian-vector products of the mean cross-entropy over an evaluation set, in ``eval()`` mode.
+
+The loss is ``L(theta) = 1/N sum_i CE(f(x_i; theta), y_i)`` over the whole evaluation set, evaluated with
+BatchNorm running statistics and dropout off (DESIGN.md section 6). The data are cut into batches and the
+Hessian-vector product is the sum of the per-batch products of the summed losses, divided by ``N`` (the
+same as weighting each batch's mean-loss product by ``B_b / N``).
+
+Two ways to compute ``H v``, both through :func:`torch.func.functional_call` over one flat parameter
+vector, so the caller's module is never written to, moved or cast:
+
+- ``"func"``: forward-over-reverse, ``jvp(grad(L), (theta,), (v,))`` (the recommended HVP of the
+  ``torch.func`` documentation; Pearlmutter 1994, "Fast Exact Multiplication by the Hessian").
+- ``"double_backward"``: reverse-over-reverse, ``grad(<grad(L), v>)``, each product recomputing the
+  forward pass and the gradient.
+- ``"retained"``: reverse-over-reverse with each batch's gradient graph built once and kept
+  (``retain_graph=True``), as PyHessian does for a single batch: every product is then one backward pass
+  through the gradient's graph, at the cost of holding all batches' graphs in memory.
+
+Which is faster depends on the device: on an H100 the ``torch.func`` one took 1.3x a gradient and
+double backward 3.2x (DESIGN.md section 6); ``bench/hessian.py`` measures both on the machine at hand.
+
+Pruned checkpoints: with a boolean ``mask`` over the flat parameters, the operator acts on the ``n =
+mask.sum()`` unpruned coordinates only, i.e. it is ``P H P^T`` with ``P`` the ``(n, D)`` selection of those
+coordinates: the principal submatrix of ``H`` on them. Its spectrum is that of the loss restricted to the
+pruned subspace.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp
+
+from workers.analyses.evaluate import eval_mode
+
+with warnings.catch_warnings():
+    # torch.func.jvp scripts its decompositions on first use, and torch 2.13 warns there that
+    # torch.jit.script is deprecated: a warning about torch's internals, raised once, silenced here.
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+__all__ = ["HVPMethod", "HessianOperator", "default_method", "hessian_operator", "pruning_mask"]
+
+HVPMethod = Literal["func", "double_backward", "retained"]
+
+
+def default_method(device: torch.device) -> HVPMethod:
+    """``"func"`` on CUDA (1.3x a gradient against 3.2x for double backward on an H100, DESIGN.md section 6),
+    ``"double_backward"`` elsewhere: on 2 CPU cores it measured faster than ``"func"`` for ResNet-20
+    (``bench/hessian.py``); ``"retained"`` was faster still but holds every batch's graph, so it is opt-in.
+    """
+    return "func" if torch.device(device).type == "cuda" else "double_backward"
+
+
+@dataclass
+class HessianOperator:
+    """``v -> H v`` on the selected (and unpruned) coordinates, with a count of products computed.
+
+    ``theta`` is the flat vector of the selected parameters ``(D,)``; ``index`` the positions of the ``n``
+    unpruned coordinates in it (``None``: all ``D``). Vectors given to :meth:`matvec` are ``(n,)`` in
+    ``dtype`` on ``device``.
+    """
+
+    n: int
+    dtype: torch.dtype
+    device: torch.device
+    theta: Tensor = field(repr=False)  # (D,)
+    index: Tensor | None = field(repr=False)  # (n,) int64 or None
+    _batch_hvp: Callable[[Tensor, int], Tensor] = field(repr=False)  # (vector, batch index) -> H_b v
+    _batch_grad: Callable[[Tensor, Tensor], Tensor] = field(repr=False)
+    _batches: list[tuple[Tensor, Tensor]] = field(repr=False)
+    _model: nn.Module = field(repr=False)
+    n_samples: int = 0
+    count: int = 0  # Hessian-vector products computed so far
+    seconds: float = 0.0  # time spent in them
+    on_product: Callable[[int], None] | None = field(default=None, repr=False)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H v`` for ``v`` of shape ``(n,)``."""
+        if v.shape != (self.n,):
+            raise ValueError(f"vector has shape {tuple(v.shape)}, the operator acts on ({self.n},)")
+        start = time.perf_counter()
+        full = self.expand(v.to(device=self.device, dtype=self.dtype))  # (D,)
+        out = torch.zeros_like(self.theta)  # (D,)
+        with eval_mode(self._model):
+            for i in range(len(self._batches)):
+                out += self._batch_hvp(full, i)
+        out /= self.n_samples
+        self.count += 1
+        self.seconds += time.perf_counter() - start
+        if self.on_product is not None:
+            self.on_product(self.count)
+        return self._restrict(out)
+
+    __call__ = matvec
+
+    def gradient(self) -> Tensor:
+        """Gradient of the mean loss on the operator's coordinates, ``(n,)`` (not counted as a product)."""
+        out = torch.zeros_like(self.theta)
+        with eval_mode(self._model):
+            for xb, yb in self._batches:
+                out += self._batch_grad(xb, yb)
+        return self._restrict(out / self.n_samples)
+
+    def expand(self, v: Tensor) -> Tensor:
+        """``(n,)`` operator coordinates to the flat selected parameters ``(D,)``, zeros at pruned ones."""
+        if self.index is None:
+            return v
+        full = torch.zeros_like(self.theta)
+        full[self.index] = v
+        return full
+
+    def _restrict(self, w: Tensor) -> Tensor:
+        return w if self.index is None else w[self.index]
+
+
+def pruning_mask(model: nn.Module, names: Sequence[str] | None = None) -> Tensor:
+    """Flat boolean mask, over the named parameters in order, of the coordinates that are not pruned.
+
+    An entry counts as pruned when it is exactly zero in a weight of two or more dimensions (convolution
+    and linear weights); biases and normalisation parameters always count as unpruned, since a zero there
+    (a freshly initialised BatchNorm bias, say) is a value, not a removed connection.
+    """
+    params = dict(model.named_parameters())
+    chosen = list(names) if names is not None else list(params)
+    parts = []
+    for name in chosen:
+        p = params[name].detach()
+        parts.append((p != 0).flatten() if p.ndim >= 2 else torch.ones(p.numel(), dtype=torch.bool))
+    return torch.cat([m.cpu() for m in parts]) if parts else torch.zeros(0, dtype=torch.bool)
+
+
+def hessian_operator(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    names: Sequence[str] | None = None,
+    mask: Tensor | None = None,
+    method: HVPMethod = "func",
+) -> HessianOperator:
+    """The Hessian of the mean cross-entropy of ``model`` on ``(x, y)`` as a matrix-free operator.
+
+    Args:
+        model: classifier mapping ``(B, *input_shape)`` to logits ``(B, C)``; left untouched (copies of its
+            parameters and buffers, cast to ``dtype`` on ``device``, are passed to ``functional_call``).
+        x: inputs ``(N, *input_shape)``, moved to ``device`` once, in batches of ``batch_size``.
+        y: integer labels ``(N,)``.
+        names: the parameters the Hessian is taken over (a block of it; the others stay fixed). Default all.
+        mask: boolean ``(D,)`` over the flat selected parameters; ``True`` marks unpruned coordinates.
+        method: ``"func"`` (forward-over-reverse), ``"double_backward"`` or ``"retained"`` (double backward
+            through gradient graphs kept from the first product: fastest on the CPU, most memory).
+    """
+    if x.shape[0] != y.shape[0] or y.ndim != 1 or x.shape[0] == 0:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
+    if method not in ("func", "double_backward", "retained"):
+        raise ValueError(f"unknown HVP method {method!r}; use 'func', 'double_backward' or 'retained'")
+    all_params = dict(model.named_parameters())
+    chosen = list(names) if names is not None else list(all_params)
+    unknown = [n for n in chosen if n not in all_params]
+    if unknown or not chosen:
+        raise ValueError(f"parameters {unknown} are not in the model (or none chosen)")
+
+    def cast(t: Tensor) -> Tensor:
+        t = t.detach()
+        return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+
+    fixed = {k: cast(v) for k, v in all_params.items() if k not in set(chosen)}
+    fixed.update({k: cast(v) for k, v in model.named_buffers()})
+    shapes = [tuple(all_params[k].shape) for k in chosen]
+    numels = [all_params[k].numel() for k in chosen]
+    theta = torch.cat([cast(all_params[k]).reshape(-1) for k in chosen])  # (D,)
+
+    index = None
+    n = theta.numel()
+    if mask is not None:
+        if mask.shape != theta.shape or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be bool of shape {tuple(theta.shape)}, got {mask.dtype} {tuple(mask.shape)}"
+            )
+        if not bool(mask.all()):
+            index = torch.nonzero(mask.to(device)).squeeze(1)  # (n,)
+            n = int(index.numel())
+            if n == 0:
+                raise ValueError("every selected coordinate is pruned: the restricted Hessian is empty")
+
+    def loss_fn(flat: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
+        tensors = {k: t.view(s) for k, t, s in zip(chosen, flat.split(numels), shapes, strict=True)}
+        logits = functional_call(model, {**fixed, **tensors}, (xb,))  # (B, C)
+        if logits.ndim != 2 or logits.shape[0] != xb.shape[0]:
+            raise ValueError(f"model returned logits {tuple(logits.shape)} for inputs {tuple(xb.shape)}")
+        return F.cross_entropy(logits, yb, reduction="sum")
+
+    grad_fn = grad(loss_fn)
+
+    def batch_grad(xb: Tensor, yb: Tensor) -> Tensor:
+        return grad_fn(theta, xb, yb)
+
+    xs = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device=device)
+    ys = y.to(device=device, dtype=torch.long)
+    batches = [
+        (xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, int(x.shape[0]), batch_size)
+    ]
+
+    if method == "func":
+
+        def batch_hvp(v: Tensor, i: int) -> Tensor:
+            xb, yb = batches[i]
+            return jvp(lambda t: grad_fn(t, xb, yb), (theta,), (v,))[1]  # (D,)
+
+    elif method == "double_backward":
+
+        def batch_hvp(v: Tensor, i: int) -> Tensor:
+            with torch.enable_grad():
+                t = theta.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(loss_fn(t, *batches[i]), t, create_graph=True)
+                (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
+            return hv  # (D,)
+
+    else:
+        leaf = theta.detach().requires_grad_(True)
+        graphs: dict[int, Tensor] = {}
+
+        def batch_hvp(v: Tensor, i: int) -> Tensor:
+            with torch.enable_grad():
+                if i not in graphs:
+                    (graphs[i],) = torch.autograd.grad(loss_fn(leaf, *batches[i]), leaf, create_graph=True)
+                (hv,) = torch.autograd.grad(graphs[i], leaf, grad_outputs=v, retain_graph=True)
+            return hv  # (D,)
+
+    xs = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device=device)
+    ys = y.to(device=device, dtype=torch.long)
+    batches = [
+        (xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, int(x.shape[0]), batch_size)
+    ]
+    return HessianOperator(
+        n=n,
+        dtype=dtype,
+        device=torch.device(device),
+        theta=theta,
+        index=index,
+        _batch_hvp=batch_hvp,
+        _batch_grad=batch_grad,
+        _batches=batches,
+        _model=model,
+        n_samples=int(x.shape[0]),
+    )
