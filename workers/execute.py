@@ -115,11 +115,7 @@ class Executor:
                 checkpoint=job.checkpoint,
             )
         )
-        return out.summary, {name: _npz(arrays) for name, arrays in _group(out.arrays).items()}
-
-
-def _group(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    return {"per_sample": arrays} if arrays else {}
+        return out.summary, ({out.artifact: _npz(out.arrays)} if out.arrays else {})
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:

@@ -33,6 +33,7 @@ class AnalysisInputs:
 class AnalysisOutput:
     summary: dict
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    artifact: str = "per_sample"  # the name the arrays are stored under, as one .npz
 
 
 @dataclass(frozen=True)

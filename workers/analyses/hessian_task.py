@@ -85,7 +85,7 @@ def _run(inputs: AnalysisInputs) -> AnalysisOutput:
         hvp_method=method,
         progress=inputs.progress,
     )
-    return AnalysisOutput(result.summary(), result.arrays())
+    return AnalysisOutput(result.summary(), result.arrays(), artifact="spectrum")
 
 
 register(
