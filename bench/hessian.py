@@ -1,8 +1,10 @@
 """Hessian engine against PyHessian on one checkpoint and data set (DESIGN §8, issue 4).
 
 Usage: python bench/hessian.py [--device cpu|cuda] [--model resnet20] [--samples 512] [--batch-size 128]
-                               [--method auto|func|double_backward|retained] [--top 5] [--tol 1e-4]
-                               [--no-pyhessian] [--no-reference]
+                               [--method auto|func|compiled|double_backward|retained] [--top 5] [--tol 1e-4]
+                               [--hvp-methods func,compiled,...] [--no-pyhessian] [--no-reference]
+
+The issue's GPU setting: ``--device cuda --model torchvision.resnet18 --samples 2048 --batch-size 2048``.
 
 Measures, on a randomly initialised model in eval mode and random CIFAR-shaped samples (seeded):
 - one gradient and one Hessian-vector product by each method (after a warm-up);
@@ -33,6 +35,11 @@ from workers.hessian.analysis import hessian_spectrum
 from workers.hessian.density import slq
 from workers.hessian.hvp import default_method, hessian_operator
 from workers.hessian.trace import hutchinson
+
+DEFAULT_METHODS = {
+    "cuda": ("func", "compiled", "double_backward", "retained"),
+    "cpu": ("func", "double_backward", "retained"),
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -140,7 +147,15 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--method", default="auto", choices=["auto", "func", "double_backward", "retained"])
+    parser.add_argument(
+        "--method", default="auto", choices=["auto", "func", "compiled", "double_backward", "retained"]
+    )
+    parser.add_argument(
+        "--hvp-methods",
+        default="",
+        help="comma-separated HVP methods to time (default: all on CUDA; on the CPU all but 'compiled', "
+        "whose compilation takes minutes on 2 cores)",
+    )
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--ref-tol", type=float, default=1e-6)
@@ -170,13 +185,22 @@ def main() -> None:
     grad_op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
     t_grad = _timed(grad_op.gradient, device)
     rows.append(("one gradient", f"{t_grad * 1e3:.0f} ms", ""))
-    for method in ("func", "double_backward", "retained"):
+    methods = args.hvp_methods.split(",") if args.hvp_methods else list(DEFAULT_METHODS[device.type])
+    if args.method not in methods:
+        methods.append(args.method)
+    for method in methods:
         op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=method)
         v = torch.randn(op.n, generator=gen).to(device)
+        _sync(device)
+        start = time.perf_counter()
+        op.matvec(v)  # the first product compiles (method "compiled"), once per process and shape
+        _sync(device)
+        first = time.perf_counter() - start
         t = _timed(lambda op=op, v=v: op.matvec(v), device)
-        rows.append((f"one HVP ({method})", f"{t * 1e3:.0f} ms = {t / t_grad:.2f}x gradient", ""))
+        note = f"first product {first:.1f} s (compilation)" if method == "compiled" else ""
+        rows.append((f"one HVP ({method})", f"{t * 1e3:.0f} ms = {t / t_grad:.2f}x gradient", note))
         del op
-    print("\n".join(f"{a}: {b}" for a, b, _ in rows), flush=True)
+    print("\n".join(f"{a}: {b} {c}" for a, b, c in rows), flush=True)
 
     common = dict(
         device=device,

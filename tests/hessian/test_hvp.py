@@ -76,3 +76,21 @@ def test_hvp_rejects_a_vector_of_the_wrong_size(mlp_case: Case):
 def test_hvp_rejects_mismatched_data(mlp_case: Case):
     with pytest.raises(ValueError, match="same N"):
         hessian_operator(mlp_case.model, mlp_case.x, mlp_case.y[:3], batch_size=4, device=CPU)
+
+
+def test_compiled_hvp_equals_dense_hessian_times_vector(mlp_case: Case):
+    # torch.compile'd forward-over-reverse: the same products (compiled once per batch shape)
+    n = mlp_case.x.shape[0]
+    op = hessian_operator(
+        mlp_case.model,
+        mlp_case.x,
+        mlp_case.y,
+        batch_size=n,
+        device=CPU,
+        dtype=torch.float64,
+        method="compiled",
+    )
+    for seed in (1, 2):
+        v = torch.randn(op.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        torch.testing.assert_close(op.matvec(v), mlp_case.hessian @ v, rtol=0, atol=1e-10)
+    assert op.count == 2

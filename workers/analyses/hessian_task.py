@@ -55,7 +55,7 @@ class HessianParams(BaseModel):
     )
     dtype: Literal["float32", "float64"] = "float32"
     per_layer: bool = Field(False, description="also the top eigenvalues of each parameter group")
-    hvp_method: Literal["auto", "func", "double_backward", "retained"] = "auto"
+    hvp_method: Literal["auto", "func", "compiled", "double_backward", "retained"] = "auto"
 
 
 def _run(inputs: AnalysisInputs) -> AnalysisOutput:
