@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from urllib.parse import urlencode
 
 MAX_IDS = 200
-COMPARE_TABS = ("evaluate",)
-DEFAULT_TAB = COMPARE_TABS[0]
+# The compare page's tabs: the analysis each one shows -> its label. The first is the default; each also
+# needs its view in ``dashboard.pages.compare.VIEWS``.
+COMPARE_TABS: dict[str, str] = {"evaluate": "Evaluate", "hessian": "Hessian"}
+DEFAULT_TAB = next(iter(COMPARE_TABS))
 
 
 def _parts(raw: str | Iterable[str] | None) -> list[str]:

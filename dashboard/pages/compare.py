@@ -12,13 +12,14 @@ from dash import Dash, Input, Output, State, ctx, dcc, get_relative_path, html
 from dashboard import data
 from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
+from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
 from dashboard.figures.sparsity import layer_sparsity_heatmap
-from dashboard.state import compare_search, parse_id, parse_ids, parse_tab
+from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
 
-VIEWS = {"evaluate": evaluate_view}
-TAB_LABELS = {"evaluate": "Evaluate"}
+# One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs) -> list``.
+VIEWS = {"evaluate": evaluate_view, "hessian": hessian_view}
 POLL_MS = 2000
 
 
@@ -65,7 +66,7 @@ def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
             dcc.Tabs(
                 id="compare-tab",
                 value=tab,
-                children=[dcc.Tab(label=label, value=name) for name, label in TAB_LABELS.items()],
+                children=[dcc.Tab(label=label, value=name) for name, label in COMPARE_TABS.items()],
             ),
             html.Div(id="compare-queue-result", className="ps-result"),
             html.Div(id="compare-content"),
@@ -82,7 +83,7 @@ def _content(state: dict) -> tuple[list, bool]:
         return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
     checkpoints = {c["id"]: c for c in data.list_checkpoints() if c["id"] in ids}
     summaries = data.results(tab, ids, dataset_id)
-    jobs = data.latest_jobs(tab, [i for i in ids if i not in summaries and i in checkpoints], dataset_id)
+    jobs = data.latest_jobs(tab, [i for i in ids if i in checkpoints], dataset_id)  # also reruns, to poll
     pending = any(j["status"] in data.ACTIVE for j in jobs.values())
     sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])
     return [
@@ -129,8 +130,28 @@ def register_callbacks(app: Dash) -> None:
         done = data.results(state["tab"], state["ids"], state["dataset"])
         known = {c["id"] for c in data.list_checkpoints()}
         missing = [i for i in state["ids"] if i in known and i not in done]
-        try:
-            jobs = data.submit_jobs(state["tab"], missing, state["dataset"])
-        except data.ActionError as exc:
-            return html.P(str(exc), className="ps-error", role="alert"), dash.no_update
-        return html.P(f"Queued {len(jobs)} job(s); results appear here when they finish."), time.time()
+        return _submit(state["tab"], missing, state["dataset"])
+
+    @app.callback(
+        Output("compare-queue-result", "children", allow_duplicate=True),
+        Output("compare-refresh", "data", allow_duplicate=True),
+        Input(PER_LAYER_BUTTON, "n_clicks"),
+        State("compare-state", "data"),
+        prevent_initial_call=True,
+    )
+    def queue_per_layer(clicks, state):
+        if not clicks:
+            return dash.no_update, dash.no_update
+        done = data.results("hessian", state["ids"], state["dataset"])
+        known = {c["id"] for c in data.list_checkpoints()}
+        lacking = lacking_per_layer([i for i in state["ids"] if i in known], done)
+        return _submit("hessian", lacking, state["dataset"], PER_LAYER_PARAMS)
+
+
+def _submit(analysis: str, ids: list[int], dataset_id: int | None, params: dict | None = None) -> tuple:
+    """Queue the jobs; the message to show, and a new value for ``compare-refresh`` when it worked."""
+    try:
+        jobs = data.submit_jobs(analysis, ids, dataset_id, params)
+    except data.ActionError as exc:
+        return html.P(str(exc), className="ps-error", role="alert"), dash.no_update
+    return html.P(f"Queued {len(jobs)} job(s); results appear here when they finish."), time.time()
