@@ -27,11 +27,9 @@ pruned subspace.
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +39,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp
 
 from workers.analyses.evaluate import eval_mode
+from workers.compile import compile_or_eager
 
 with warnings.catch_warnings():
     # torch.func.jvp scripts its decompositions on first use, and torch 2.13 warns there that
@@ -48,44 +47,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
     import torch._decomp.decompositions_for_jvp  # noqa: F401
 
-logger = logging.getLogger(__name__)
-
 __all__ = ["HVPMethod", "HessianOperator", "default_method", "hessian_operator", "pruning_mask"]
 
 HVPMethod = Literal["func", "compiled", "double_backward", "retained"]
-
-
-@contextmanager
-def _quiet_torch_jit() -> Iterator[None]:
-    """Silence torch's own deprecation warnings about ``torch.jit``, raised while inductor imports."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"`torch\.jit\.", DeprecationWarning)
-        yield
-
-
-def _compile(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """``torch.compile(fn)`` (one graph per batch shape), or ``fn`` itself where compilation fails.
-
-    Compiling forward-over-reverse fuses the tangent and primal passes; where the backend cannot compile
-    (no C++ compiler on a CPU machine, an operator dynamo does not trace) the eager function runs instead,
-    logged, so the result never depends on compilation succeeding. Compilation takes seconds on a GPU and
-    minutes on 2 CPU cores, once per architecture and batch shape in a worker process.
-    """
-    with _quiet_torch_jit():
-        state = {"fn": torch.compile(fn, dynamic=False)}
-
-    def call(*args: Tensor) -> Tensor:
-        with _quiet_torch_jit():
-            try:
-                return state["fn"](*args)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to the same maths
-                if state["fn"] is fn:
-                    raise
-                logger.warning("torch.compile of the HVP failed (%r); running it eagerly", exc)
-                state["fn"] = fn
-                return fn(*args)
-
-    return call
 
 
 def default_method(device: torch.device) -> HVPMethod:
@@ -258,7 +222,7 @@ def hessian_operator(
             return jvp(lambda t: grad_fn(t, xb, yb), (theta,), (v,))[1]  # (D,)
 
     elif method == "compiled":
-        compiled = _compile(lambda t, v, xb, yb: jvp(lambda s: grad_fn(s, xb, yb), (t,), (v,))[1])
+        compiled = compile_or_eager(lambda t, v, xb, yb: jvp(lambda s: grad_fn(s, xb, yb), (t,), (v,))[1])
 
         def batch_hvp(v: Tensor, i: int) -> Tensor:
             return compiled(theta, v, *batches[i])  # (D,)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from workers.hessian.trace import gaussian
+
 __all__ = ["LanczosResult", "lanczos", "lanczos_tridiagonal", "ritz"]
 
 MatVec = Callable[[Tensor], Tensor]
@@ -126,8 +128,8 @@ def lanczos(
         n_smallest: how many of the smallest (most negative) to return.
         max_iter: most products with ``H`` (capped at ``n``).
         tol: stop once every wanted Ritz value's residual norm is at most ``tol * max|theta|``.
-        generator: seeds the Gaussian start vector (drawn on the CPU in float64, so results do not depend
-            on the device).
+        generator: seeds the Gaussian start vector (:func:`workers.hessian.trace.gaussian`: drawn on the
+            CPU in float64 there, on the device elsewhere).
         want_vector: also return the top Ritz vector.
 
     Returns:
@@ -140,7 +142,7 @@ def lanczos(
         )
     if tol <= 0:
         raise ValueError(f"tol must be positive, got {tol}")
-    start = torch.randn(n, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)  # (n,)
+    start = gaussian(n, generator, dtype=dtype, device=device)  # (n,)
     wanted = k + n_smallest
 
     def converged(alpha: Tensor, beta: Tensor) -> bool:
