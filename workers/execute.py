@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ class JobInputs:
     params: dict
     checkpoint: dict  # id, sha256, blob_key, architecture, num_classes, input_shape, ...
     dataset: dict | None  # id, sha256, blob_key, format, meta, kind, source_path
+    target: dict | None = None  # the checkpoint named by params.target_checkpoint_id, same keys
+    reuse: dict[str, str] = field(default_factory=dict)  # artifact name -> blob key of an earlier result
 
 
 class _LRU(OrderedDict):
@@ -87,6 +89,13 @@ class Executor:
             return verify_source(ds["source_path"], ds["sha256"])
         return self.store.fetch(ds["blob_key"])
 
+    def _reused(self, reuse: dict[str, str]) -> dict[str, np.ndarray]:
+        """The arrays of earlier results' artifacts, merged (an artifact is an .npz of named arrays)."""
+        arrays: dict[str, np.ndarray] = {}
+        for key in reuse.values():
+            arrays.update(_load_npz(self.store.fetch(key)))
+        return arrays
+
     def run(self, job: JobInputs, progress) -> tuple[dict, dict[str, bytes]]:
         spec = registry.get(job.analysis, include_testing=self.include_testing)
         params = spec.params_model.model_validate(job.params)
@@ -113,9 +122,16 @@ class Executor:
                 params=params,
                 progress=progress,
                 checkpoint=job.checkpoint,
+                target=self._model(job.target) if job.target is not None else None,
+                reused=self._reused(job.reuse),
             )
         )
         return out.summary, ({out.artifact: _npz(out.arrays)} if out.arrays else {})
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:

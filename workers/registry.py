@@ -27,6 +27,8 @@ class AnalysisInputs:
     params: BaseModel
     progress: Callable[[float, str], None]
     checkpoint: dict = field(default_factory=dict)
+    target: torch.nn.Module | None = None  # the checkpoint named by params.target_checkpoint_id, if any
+    reused: dict[str, np.ndarray] = field(default_factory=dict)  # arrays of earlier results (see leases)
 
 
 @dataclass
@@ -45,6 +47,9 @@ class AnalysisSpec:
     params_model: type[BaseModel]
     run: Callable[[AnalysisInputs], AnalysisOutput]
     testing: bool = False  # only registered for the reliability tests
+    # Per-checkpoint parameters at submission, e.g. a default target: (validated params, checkpoint facts
+    # {"id", "parent_id"}) -> params; raises ValueError with a message fit for the user.
+    per_checkpoint: Callable[[dict, dict], dict] | None = None
 
     def describe(self) -> dict:
         return {
@@ -89,4 +94,4 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from workers.analyses import evaluate_task, hessian_task, testing  # noqa: F401 - registers on import
+    from workers.analyses import evaluate_task, hessian_task, landscape_task, testing  # noqa: F401

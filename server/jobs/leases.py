@@ -198,19 +198,16 @@ def job_inputs(*, session: Session, job_id: int) -> dict | None:
         return None
     ckpt = session.get(Checkpoint, job.checkpoint_id)
     ds = session.get(Dataset, job.dataset_id) if job.dataset_id is not None else None
+    params = job.params or {}
+    target_id = params.get("target_checkpoint_id")
+    target = session.get(Checkpoint, target_id) if isinstance(target_id, int) else None
     return {
         "job_id": job.id,
         "analysis": job.analysis,
         "params": job.params,
-        "checkpoint": {
-            "id": ckpt.id,
-            "sha256": ckpt.sha256,
-            "blob_key": ckpt.blob_key,
-            "architecture": ckpt.architecture,
-            "num_classes": ckpt.num_classes,
-            "input_shape": ckpt.input_shape,
-            "parent_id": ckpt.parent_id,
-        },
+        "checkpoint": _checkpoint_facts(ckpt),
+        "target": _checkpoint_facts(target) if target is not None else None,
+        "reuse": _reusable_artifacts(session, job),
         "dataset": None
         if ds is None
         else {
@@ -223,3 +220,46 @@ def job_inputs(*, session: Session, job_id: int) -> dict | None:
             "source_path": ds.source_path,
         },
     }
+
+
+def _checkpoint_facts(ckpt: Checkpoint) -> dict:
+    return {
+        "id": ckpt.id,
+        "sha256": ckpt.sha256,
+        "blob_key": ckpt.blob_key,
+        "architecture": ckpt.architecture,
+        "num_classes": ckpt.num_classes,
+        "input_shape": ckpt.input_shape,
+        "parent_id": ckpt.parent_id,
+    }
+
+
+# Artifacts of earlier analyses that a job can reuse: (analysis wanting it, its params predicate) ->
+# (analysis that made it, artifact name). A landscape along the top Hessian eigenvector reuses the newest
+# hessian result of the same checkpoint and dataset instead of computing the eigenvector again.
+REUSE = {"landscape": ("hessian", "spectrum", lambda params: params.get("direction") == "hessian")}
+
+
+def _reusable_artifacts(session: Session, job: Job) -> dict[str, str]:
+    """``{artifact name: blob key}`` of the newest earlier result this job can reuse (may be empty)."""
+    rule = REUSE.get(job.analysis)
+    if rule is None or not rule[2](job.params or {}):
+        return {}
+    analysis, name, _ = rule
+    stmt = (
+        select(Result)
+        .join(Job, Result.job_id == Job.id)
+        .where(
+            Job.analysis == analysis,
+            Job.checkpoint_id == job.checkpoint_id,
+            Job.dataset_id == job.dataset_id,
+            Job.status == JobStatus.succeeded,
+        )
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+    result = session.scalar(stmt)
+    for artifact in result.artifacts if result is not None else []:
+        if artifact.get("name") == name:
+            return {name: artifact["key"]}
+    return {}

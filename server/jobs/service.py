@@ -56,6 +56,29 @@ def _check_compatible(ckpt: Checkpoint, ds: Dataset) -> None:
         )
 
 
+def _checkpoint_params(session: Session, spec: registry.AnalysisSpec, params: dict, ckpt: Checkpoint) -> dict:
+    """The job's own parameters: the spec's per-checkpoint defaults, and a checked target checkpoint."""
+    if spec.per_checkpoint is None:
+        return params
+    try:
+        params = spec.per_checkpoint(params, {"id": ckpt.id, "parent_id": ckpt.parent_id})
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    target_id = params.get("target_checkpoint_id")
+    if target_id is not None:
+        target = session.get(Checkpoint, target_id)
+        if target is None:
+            raise InvalidInput(f"target checkpoint {target_id} not found")
+        mine = (ckpt.architecture, ckpt.num_classes, list(ckpt.input_shape))
+        theirs = (target.architecture, target.num_classes, list(target.input_shape))
+        if mine != theirs:
+            raise InvalidInput(
+                f"checkpoint {ckpt.id} ({mine[0]}, {mine[1]} classes, input {tuple(mine[2])}) and target "
+                f"{target.id} ({theirs[0]}, {theirs[1]} classes, input {tuple(theirs[2])}) differ in shape"
+            )
+    return params
+
+
 def submit(
     *,
     session: Session,
@@ -95,12 +118,13 @@ def submit(
             raise NotFound(f"checkpoint {cid} not found")
         if ds is not None and not spec.testing:
             _check_compatible(ckpt, ds)
+        job_params = _checkpoint_params(session, spec, params, ckpt)
         key = cache_key(
             analysis=spec.name,
             version=spec.version,
             checkpoint_sha=ckpt.sha256,
             dataset_sha=ds.view_key if ds else None,
-            params=params,
+            params=job_params,
         )
         existing = session.scalar(
             select(Job).where(Job.cache_key == key, Job.status.in_(REUSABLE)).order_by(Job.id.desc()).limit(1)
@@ -113,7 +137,7 @@ def submit(
             analysis_version=spec.version,
             checkpoint_id=ckpt.id,
             dataset_id=ds.id if ds else None,
-            params=params,
+            params=job_params,
             cache_key=key,
             status=JobStatus.queued,
             max_attempts=max_attempts,
