@@ -13,13 +13,14 @@ from dashboard import data
 from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
 from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
+from dashboard.components.landscape import landscape_view, register_landscape_callbacks
 from dashboard.figures.sparsity import layer_sparsity_heatmap
 from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
 
 # One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs) -> list``.
-VIEWS = {"evaluate": evaluate_view, "hessian": hessian_view}
+VIEWS = {"evaluate": evaluate_view, "hessian": hessian_view, "landscape": landscape_view}
 POLL_MS = 2000
 
 
@@ -81,7 +82,8 @@ def _content(state: dict) -> tuple[list, bool]:
     ids, tab, dataset_id = state["ids"], state["tab"], state["dataset"]
     if not ids:
         return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
-    checkpoints = {c["id"]: c for c in data.list_checkpoints() if c["id"] in ids}
+    # every checkpoint, so a view can name one outside the selection (an interpolation target, say)
+    checkpoints = {c["id"]: c for c in data.list_checkpoints()}
     summaries = data.results(tab, ids, dataset_id)
     jobs = data.latest_jobs(tab, [i for i in ids if i in checkpoints], dataset_id)  # also reruns, to poll
     pending = any(j["status"] in data.ACTIVE for j in jobs.values())
@@ -93,6 +95,8 @@ def _content(state: dict) -> tuple[list, bool]:
 
 
 def register_callbacks(app: Dash) -> None:
+    register_landscape_callbacks(app)
+
     @app.callback(
         Output("compare-content", "children"),
         Output("compare-poll", "disabled"),

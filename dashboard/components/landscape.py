@@ -1,0 +1,216 @@
+"""The landscape tab of the compare page: a summary table, then one section per mode present
+(2D surfaces, 1D slices with sharpness against sparsity, interpolation paths).
+
+A checkpoint shows its newest landscape summary, whichever mode it has. The 2D section has a log-scale
+switch and a choice of the checkpoint drawn in 3D; :func:`register_landscape_callbacks` redraws those two
+figures when either changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from dash import Dash, Input, Output, State, dcc, html
+
+from dashboard import data
+from dashboard.components.compare import missing_results, swatch
+from dashboard.components.format import count, number, percent
+from dashboard.components.graph import graph
+from dashboard.components.table import Column, table
+from dashboard.figures import landscape as fig_landscape
+from dashboard.figures.common import CheckpointSummary, checkpoint_colors
+
+LOG_ID = "landscape-log"
+SURFACE_ID = "landscape-surface"
+CONTOURS_ID = "fig-landscape-contours"
+SURFACE_FIG_ID = "fig-landscape-surface"
+MODE_NAMES = {"1d": "1D", "2d": "2D", "interpolation": "interpolation"}
+
+COLUMNS = (
+    Column("name", "checkpoint"),
+    Column("sparsity", "sparsity", numeric=True),
+    Column("mode", "mode"),
+    Column("loss", "centre loss", numeric=True),
+    Column("accuracy", "centre accuracy", numeric=True),
+    Column("sharpness", "curvature at centre", numeric=True),
+    Column("barrier", "barrier (loss)", numeric=True),
+    Column("error_barrier", "barrier (error)", numeric=True),
+    Column("target", "interpolated to"),
+    Column("precision", "precision"),
+    Column("points", "points", numeric=True),
+    Column("per_point", "s / point", numeric=True),
+)
+
+
+def _mode_text(s: dict) -> str:
+    mode = s.get("mode")
+    if mode == "interpolation":
+        return f"interpolation (BatchNorm: {s.get('batchnorm') or '?'})"
+    if mode in ("1d", "2d"):
+        return f"{MODE_NAMES[mode]} ({fig_landscape.direction_text(s)})"
+    return str(mode or "?")
+
+
+def _sharpness(s: dict) -> str | None:
+    found = fig_landscape.curvatures(s)
+    return " / ".join(number(v) for v in found.values()) if found else None
+
+
+def _row(cid: int, c: dict, s: dict, color: str, names: Mapping[int, str]) -> dict:
+    interpolation = s.get("mode") == "interpolation"
+    return {
+        "name": html.Span([swatch(color), f"{c['name']} (#{cid})"]),
+        "sparsity": percent(c.get("sparsity")),
+        "mode": _mode_text(s),
+        "loss": number(s.get("center_loss")),
+        "accuracy": percent(s.get("center_accuracy"), 2),
+        "sharpness": _sharpness(s),
+        "barrier": number(s.get("barrier")) if interpolation else None,
+        "error_barrier": percent(s.get("error_barrier"), 2) if interpolation else None,
+        "target": fig_landscape.target_name(s, names) if interpolation else None,
+        "precision": s.get("precision"),
+        "points": count(s.get("points")),
+        "per_point": number(s.get("seconds_per_point"), 3),
+    }
+
+
+def landscape_table(
+    ids: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict], colors: dict[int, str]
+) -> html.Table | html.P:
+    names = {cid: c["name"] for cid, c in checkpoints.items()}
+    rows = [
+        _row(cid, checkpoints[cid], summaries[cid], colors[cid], names)
+        for cid in ids
+        if cid in summaries and cid in checkpoints and isinstance(summaries[cid], dict)
+    ]
+    return table(COLUMNS, rows, empty="No landscape results yet.", id="landscape-summary")
+
+
+def _section(title: str, *children) -> html.Section:
+    return html.Section([html.H3(title), *children], className="ps-landscape-section")
+
+
+def _surface_section(entries: list[CheckpointSummary], colors: dict[int, str]) -> html.Section:
+    first = entries[0]
+    controls = html.Div(
+        [
+            dcc.Checklist(
+                id=LOG_ID, options=[{"label": " log₁₀ loss", "value": "log"}], value=[], inline=True
+            ),
+            dcc.Dropdown(
+                id=SURFACE_ID,
+                options=[{"label": e.label, "value": e.checkpoint_id} for e in entries],
+                value=first.checkpoint_id,
+                clearable=False,
+                className="ps-dd",
+            ),
+        ],
+        className="ps-row",
+    )
+    return _section(
+        "2D surfaces",
+        controls,
+        graph(fig_landscape.contour_grid(entries, colors), name="landscape-contours", id=CONTOURS_ID),
+        graph(
+            fig_landscape.surface_3d(first, color=colors[first.checkpoint_id]),
+            name="landscape-surface",
+            id=SURFACE_FIG_ID,
+        ),
+    )
+
+
+def _slices_section(entries: list[CheckpointSummary], colors: dict[int, str]) -> html.Section:
+    return _section(
+        "1D slices",
+        html.Div(
+            [
+                graph(fig_landscape.curves_1d(entries, colors), name="landscape-1d", id="fig-landscape-1d"),
+                graph(
+                    fig_landscape.curves_1d(entries, colors, metric="accuracy"),
+                    name="landscape-1d-accuracy",
+                    id="fig-landscape-1d-accuracy",
+                ),
+            ],
+            className="ps-grid2",
+        ),
+    )
+
+
+def _entries(known: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict]) -> dict:
+    """The summaries of each mode, in the order of ``known``."""
+    by_mode: dict[str, list[CheckpointSummary]] = {mode: [] for mode in MODE_NAMES}
+    for cid in known:
+        s = summaries.get(cid)
+        if isinstance(s, dict) and s.get("mode") in by_mode:
+            by_mode[s["mode"]].append(CheckpointSummary(cid, checkpoints[cid]["name"], s))
+    return by_mode
+
+
+def landscape_view(
+    ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], jobs: dict[int, dict]
+) -> list:
+    """Everything the landscape tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
+    known = [cid for cid in ids if cid in checkpoints]
+    colors = checkpoint_colors(known)
+    missing = [cid for cid in known if cid not in summaries]
+    unknown = [cid for cid in ids if cid not in checkpoints]
+    out: list = []
+    if unknown:
+        out.append(
+            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
+        )
+    out.append(missing_results(missing, checkpoints, jobs, "landscape"))
+    if not any(cid in summaries for cid in known):
+        return [o for o in out if o is not None]
+    by_mode = _entries(known, checkpoints, summaries)
+    out.append(landscape_table(known, checkpoints, summaries, colors))
+    if by_mode["2d"]:
+        out.append(_surface_section(by_mode["2d"], colors))
+    if by_mode["1d"]:
+        out.append(_slices_section(by_mode["1d"], colors))
+    if by_mode["1d"] or by_mode["2d"]:
+        sharp = fig_landscape.sharpness_vs_sparsity(by_mode["1d"] + by_mode["2d"], checkpoints, colors)
+        out.append(graph(sharp, name="landscape-sharpness", id="fig-landscape-sharpness"))
+    if by_mode["interpolation"]:
+        names = {cid: c["name"] for cid, c in checkpoints.items()}
+        curves = fig_landscape.interpolation_curves(by_mode["interpolation"], colors, names)
+        figure = graph(curves, name="landscape-interpolation", id="fig-landscape-interpolation")
+        out.append(_section("Interpolation", figure))
+    return [o for o in out if o is not None]
+
+
+def surface_figures(
+    ids: Sequence[int],
+    checkpoints: Mapping[int, dict],
+    summaries: Mapping[int, dict],
+    log: bool,
+    surface_id: int | None,
+) -> tuple:
+    """The contour grid and the 3D surface (of ``surface_id``, else the first 2D result) for the switches."""
+    known = [cid for cid in ids if cid in checkpoints]
+    colors = checkpoint_colors(known)
+    entries = _entries(known, checkpoints, summaries)["2d"]
+    chosen = next((e for e in entries if e.checkpoint_id == surface_id), entries[0] if entries else None)
+    color = colors[chosen.checkpoint_id] if chosen is not None else None
+    return (
+        fig_landscape.contour_grid(entries, colors, log=log),
+        fig_landscape.surface_3d(chosen, log=log, color=color),
+    )
+
+
+def register_landscape_callbacks(app: Dash) -> None:
+    """Redraw the 2D figures when the log switch or the 3D checkpoint changes (compare page only)."""
+
+    @app.callback(
+        Output(CONTOURS_ID, "figure"),
+        Output(SURFACE_FIG_ID, "figure"),
+        Input(LOG_ID, "value"),
+        Input(SURFACE_ID, "value"),
+        State("compare-state", "data"),
+        prevent_initial_call=True,
+    )
+    def redraw_surfaces(log_value, surface_id, state):
+        ids = state.get("ids") or []
+        checkpoints = {c["id"]: c for c in data.list_checkpoints() if c["id"] in ids}
+        summaries = data.results("landscape", ids, state.get("dataset"))
+        return surface_figures(ids, checkpoints, summaries, "log" in (log_value or []), surface_id)
