@@ -10,7 +10,8 @@ Measures, on a randomly initialised model in eval mode and random CIFAR-shaped s
 - one gradient and one Hessian-vector product by each method (after a warm-up);
 - PruneScope's top-k (Lanczos, residual tolerance ``--tol``), trace (Hutchinson) and SLQ density;
 - a converged reference, ARPACK ``scipy.sparse.linalg.eigsh(which="LA")`` on the same HVP;
-- PyHessian (the PyPI release, when importable) on the same model and data as one batch:
+- PyHessian (the PyPI release, when importable) on the same model and data as one batch (or, with
+  ``--pyhessian-batch B``, through a DataLoader of batches of B, its mode for more data than one batch):
   ``eigenvalues(top_n=k)`` with its defaults (``maxIter=100, tol=1e-3``), ``trace(maxIter=probes)`` (its
   default tolerance may stop it sooner) and ``density(iter, n_v)`` as PruneScope's (with a shim for the
   removed ``torch.eig``), its products counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from workers.architectures import build
 from workers.hessian.analysis import hessian_spectrum
@@ -121,7 +123,12 @@ def run_pyhessian(model, x, y, args, device) -> dict | None:
     torch.manual_seed(args.seed)
     _sync(device)
     start = time.perf_counter()
-    ph = PyHessian(m, criterion, data=(xd, yd), cuda=device.type == "cuda")
+    if args.pyhessian_batch and args.pyhessian_batch < x.shape[0]:
+        # its data-loader mode, as a notebook feeds it more samples than fit one batch
+        loader = DataLoader(TensorDataset(xd, yd), batch_size=args.pyhessian_batch)
+        ph = PyHessian(m, criterion, dataloader=loader, cuda=device.type == "cuda")
+    else:
+        ph = PyHessian(m, criterion, data=(xd, yd), cuda=device.type == "cuda")
     vals, _ = ph.eigenvalues(top_n=args.top)
     _sync(device)
     out["top"] = (vals, time.perf_counter() - start, counter["n"])
@@ -165,6 +172,12 @@ def main() -> None:
     parser.add_argument("--density-iters", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pyhessian", action="store_true")
+    parser.add_argument(
+        "--pyhessian-batch",
+        type=int,
+        default=0,
+        help="PyHessian gets a DataLoader of this batch size (default: one batch of all, its fastest)",
+    )
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
