@@ -16,8 +16,9 @@ biases and BatchNorm parameters held fixed) on a randomly initialised model in e
   reconstructed exactly (it starts at ``-steps/2`` and shifts every other column by one step), so
   PruneScope's sweep evaluates the very same points and the two surfaces are compared point by point.
 - PruneScope: :class:`workers.landscape.evaluator.PointEvaluator` and :func:`workers.landscape.grid.sweep`,
-  as the ``landscape`` analysis runs them (channels_last, the forward compiled when the sweep would take
-  over ``COMPILE_AFTER_SECONDS`` eagerly; the compile time is included), in each precision.
+  as the ``landscape`` analysis runs them (channels_last; the forward compiled when the sweep would take
+  over ``COMPILE_AFTER_SECONDS`` eagerly, compile time included, else a CUDA graph on a GPU), in each
+  precision.
 
 "One plain evaluation pass" is what a user would write: ``cross_entropy(model(x), y).item()`` in eval mode
 under ``no_grad``, fp32, contiguous. The last line is ``landscape_speedup_vs_loss_landscapes: <ratio>`` of
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.architectures import build
-from workers.landscape.analysis import COMPILE_AFTER_SECONDS
+from workers.landscape.analysis import accelerate
 from workers.landscape.directions import random_direction
 from workers.landscape.evaluator import PointEvaluator, copy_like
 from workers.landscape.grid import sweep
@@ -96,12 +97,12 @@ def prunescope_grid(
     moved = [[copy_like(t, p) for t, p in zip(d, params, strict=True)] for d in dirs]
     base = [p.clone() for p in params]
     one = ev.time_one()
-    if compile_mode == "on" or (compile_mode == "auto" and one * coords.shape[0] > COMPILE_AFTER_SECONDS):
-        ev.use_compile()
+    accelerate(ev, one, coords.shape[0], compile_mode)
     out = sweep(ev.params, base, moved, coords, ev.evaluate, chunk=64)
     _sync(device)
     seconds = time.perf_counter() - started
-    return out[:, 0], seconds, {"compiled": ev.compiled, "channels_last": ev.channels_last, "first": one}
+    info = {"compiled": ev.compiled, "cuda_graph": ev.cuda_graph, "channels_last": ev.channels_last}
+    return out[:, 0], seconds, info
 
 
 def main() -> None:
@@ -180,7 +181,11 @@ def main() -> None:
         ref = ll[0] if ll else fp32_surface
         diff = float(np.max(np.abs(surface - ref) / np.abs(ref))) if ref is not None else float("nan")
         notes = ", ".join(
-            [f"compiled={info['compiled']}", f"channels_last={info['channels_last']}"]
+            [
+                f"compiled={info['compiled']}",
+                f"cuda_graph={info['cuda_graph']}",
+                f"channels_last={info['channels_last']}",
+            ]
             + (
                 [f"vs fp32 {np.max(np.abs(surface - fp32_surface) / np.abs(fp32_surface)):.2e}"]
                 if precision != "fp32" and fp32_surface is not None

@@ -123,8 +123,7 @@ def slices(
         aa, bb = np.meshgrid(alphas, alphas, indexing="ij")
         coords = np.stack([aa.ravel(), bb.ravel()], axis=1)  # (steps^2, 2), alpha-major
     eval_seconds = ev.time_one()  # one plain pass: the reference a grid point's cost is measured against
-    if compile == "on" or (compile == "auto" and eval_seconds * coords.shape[0] > COMPILE_AFTER_SECONDS):
-        ev.use_compile()
+    accelerate(ev, eval_seconds, coords.shape[0], compile)
     sweep_started = time.perf_counter()
     out = sweep(ev.params, base, dirs, coords, ev.evaluate, progress=_reporter(progress, mode))
     if ev.device.type == "cuda":
@@ -165,6 +164,7 @@ def slices(
         "seconds_per_point": sweep_seconds / points,
         "eval_seconds": eval_seconds,
         "compiled": ev.compiled,
+        "cuda_graph": ev.cuda_graph,
         "channels_last": ev.channels_last,
     }
     arrays = {"alpha": alphas, "loss": loss, "accuracy": acc}
@@ -217,6 +217,8 @@ def interpolation(
         def before() -> None:
             ev.recompute_batchnorm(x_bn)
 
+    if batchnorm == "interpolate":  # re-estimating statistics runs the model in train mode between replays
+        ev.use_cuda_graph()
     sweep_started = time.perf_counter()
     out = interpolate_sweep(
         state, start, end, alphas, ev.evaluate, before=before, progress=_reporter(progress, "interpolation")
@@ -243,6 +245,15 @@ def interpolation(
         "seconds_per_point": sweep_seconds / steps,
     }
     return LandscapeResult(summary, {"alpha": alphas, "loss": loss, "accuracy": acc})
+
+
+def accelerate(ev: PointEvaluator, eval_seconds: float, points: int, compile: str) -> None:
+    """Compile the forward when the sweep would take over ``COMPILE_AFTER_SECONDS`` eagerly (or when asked);
+    otherwise, on a GPU, replay one evaluation as a CUDA graph (no compilation, fewer launches)."""
+    if compile == "on" or (compile == "auto" and eval_seconds * points > COMPILE_AFTER_SECONDS):
+        ev.use_compile()
+    else:
+        ev.use_cuda_graph()
 
 
 def _finite(v: float) -> float | None:
