@@ -14,7 +14,7 @@ import torch
 from server.storage import BlobStore
 from workers import registry
 from workers.checkpoints import instantiate
-from workers.datasets import DatasetError, read_dataset, verify_source
+from workers.datasets import DatasetError, read_corruption, read_dataset, verify_source
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class JobInputs:
     checkpoint: dict  # id, sha256, blob_key, architecture, num_classes, input_shape, ...
     dataset: dict | None  # id, sha256, blob_key, format, meta, kind, source_path
     target: dict | None = None  # the checkpoint named by params.target_checkpoint_id, same keys
+    corrupted_dataset: dict | None = None  # the data set named by params.corrupted_dataset_id
     reuse: dict[str, str] = field(default_factory=dict)  # artifact name -> blob key of an earlier result
 
 
@@ -70,13 +71,15 @@ class Executor:
 
         return self._models.get_or(key, make)
 
-    def _dataset(self, ds: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _dataset(self, ds: dict) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Normalised samples, labels, and the ``(mean, std)`` that were applied (``None`` where not)."""
         fmt, meta = ds.get("format", "npz"), ds.get("meta") or {}
         key = (ds["sha256"], fmt, json.dumps(meta, sort_keys=True))  # one file may back several views
 
         def make():
             arrays = read_dataset(self.dataset_file(ds), fmt, meta)
-            return torch.from_numpy(arrays.normalized_x()), torch.from_numpy(arrays.y)
+            x, y = torch.from_numpy(arrays.normalized_x()), torch.from_numpy(arrays.y)
+            return x, y, (arrays.mean, arrays.std)
 
         return self._data.get_or(key, make)
 
@@ -89,6 +92,18 @@ class Executor:
             return verify_source(ds["source_path"], ds["sha256"])
         return self.store.fetch(ds["blob_key"])
 
+    def _stored_corruptions(self, ds: dict | None) -> registry.StoredCorruptions | None:
+        """A reader of one (corruption, severity) slice of a CIFAR-C set at a time (never all of it)."""
+        if ds is None:
+            return None
+        path, meta = self.dataset_file(ds), ds.get("meta") or {}
+
+        def read(corruption: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
+            arrays = read_corruption(path, meta, corruption, severity)
+            return torch.from_numpy(arrays.normalized_x()), torch.from_numpy(arrays.y)
+
+        return registry.StoredCorruptions(meta=meta, read=read)
+
     def _reused(self, reuse: dict[str, str]) -> dict[str, np.ndarray]:
         """The arrays of earlier results' artifacts, merged (an artifact is an .npz of named arrays)."""
         arrays: dict[str, np.ndarray] = {}
@@ -99,10 +114,11 @@ class Executor:
     def run(self, job: JobInputs, progress) -> tuple[dict, dict[str, bytes]]:
         spec = registry.get(job.analysis, include_testing=self.include_testing)
         params = spec.params_model.model_validate(job.params)
+        normalization: tuple = (None, None)
         if job.dataset is None:
             x = y = torch.empty(0)
         else:
-            x, y = self._dataset(job.dataset)
+            x, y, normalization = self._dataset(job.dataset)
         model = self._model(job.checkpoint) if not spec.testing else torch.nn.Identity()
         if (
             job.dataset is not None
@@ -124,6 +140,8 @@ class Executor:
                 checkpoint=job.checkpoint,
                 target=self._model(job.target) if job.target is not None else None,
                 reused=self._reused(job.reuse),
+                normalization=normalization,
+                corrupted=self._stored_corruptions(job.corrupted_dataset),
             )
         )
         return out.summary, ({out.artifact: _npz(out.arrays)} if out.arrays else {})

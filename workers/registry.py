@@ -29,6 +29,18 @@ class AnalysisInputs:
     checkpoint: dict = field(default_factory=dict)
     target: torch.nn.Module | None = None  # the checkpoint named by params.target_checkpoint_id, if any
     reused: dict[str, np.ndarray] = field(default_factory=dict)  # arrays of earlier results (see leases)
+    # (mean, std) the data set's samples were normalised with after scaling to pixels (None: not applied):
+    # x = (pixels - mean) / std, so analyses that alter images (corruptions) can work on pixels
+    normalization: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    corrupted: StoredCorruptions | None = None  # params.corrupted_dataset_id, if any
+
+
+@dataclass
+class StoredCorruptions:
+    """A stored corrupted data set (CIFAR-10-C): its meta, and a reader of one slice at a time."""
+
+    meta: dict
+    read: Callable[[str, int], tuple[torch.Tensor, torch.Tensor]]  # (corruption, severity) -> x, y
 
 
 @dataclass
@@ -94,4 +106,10 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from workers.analyses import evaluate_task, hessian_task, landscape_task, testing  # noqa: F401
+    from workers.analyses import (  # noqa: F401 - each registers itself on import
+        evaluate_task,
+        hessian_task,
+        landscape_task,
+        robustness_task,
+        testing,
+    )

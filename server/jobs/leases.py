@@ -201,6 +201,8 @@ def job_inputs(*, session: Session, job_id: int) -> dict | None:
     params = job.params or {}
     target_id = params.get("target_checkpoint_id")
     target = session.get(Checkpoint, target_id) if isinstance(target_id, int) else None
+    corrupted_id = params.get("corrupted_dataset_id")
+    corrupted = session.get(Dataset, corrupted_id) if isinstance(corrupted_id, int) else None
     return {
         "job_id": job.id,
         "analysis": job.analysis,
@@ -208,17 +210,20 @@ def job_inputs(*, session: Session, job_id: int) -> dict | None:
         "checkpoint": _checkpoint_facts(ckpt),
         "target": _checkpoint_facts(target) if target is not None else None,
         "reuse": _reusable_artifacts(session, job),
-        "dataset": None
-        if ds is None
-        else {
-            "id": ds.id,
-            "sha256": ds.sha256,
-            "blob_key": ds.blob_key,
-            "format": ds.format,
-            "meta": ds.meta,
-            "kind": ds.kind,
-            "source_path": ds.source_path,
-        },
+        "dataset": _dataset_facts(ds) if ds is not None else None,
+        "corrupted_dataset": _dataset_facts(corrupted) if corrupted is not None else None,
+    }
+
+
+def _dataset_facts(ds: Dataset) -> dict:
+    return {
+        "id": ds.id,
+        "sha256": ds.sha256,
+        "blob_key": ds.blob_key,
+        "format": ds.format,
+        "meta": ds.meta,
+        "kind": ds.kind,
+        "source_path": ds.source_path,
     }
 
 

@@ -56,6 +56,27 @@ def _check_compatible(ckpt: Checkpoint, ds: Dataset) -> None:
         )
 
 
+def _check_corrupted_dataset(session: Session, params: dict, ds: Dataset) -> None:
+    """A ``corrupted_dataset_id`` must name a CIFAR-C set of the same image shape holding the corruptions."""
+    cid = params.get("corrupted_dataset_id")
+    if cid is None:
+        return
+    corrupted = session.get(Dataset, cid)
+    if corrupted is None:
+        raise InvalidInput(f"corrupted dataset {cid} not found")
+    if corrupted.format != "cifar-c":
+        raise InvalidInput(f"dataset {cid} is {corrupted.format!r}, not a CIFAR-C set of corrupted images")
+    if list(corrupted.input_shape) != list(ds.input_shape):
+        raise InvalidInput(
+            f"the corrupted set's images are {tuple(corrupted.input_shape)}, "
+            f"the data set's {tuple(ds.input_shape)}"
+        )
+    available = list((corrupted.meta or {}).get("corruptions", []))
+    missing = [c for c in params.get("corruptions") or [] if c not in available]
+    if missing:
+        raise InvalidInput(f"dataset {cid} holds no {missing}; it holds {', '.join(available)}")
+
+
 def _checkpoint_params(session: Session, spec: registry.AnalysisSpec, params: dict, ckpt: Checkpoint) -> dict:
     """The job's own parameters: the spec's per-checkpoint defaults, and a checked target checkpoint."""
     if spec.per_checkpoint is None:
@@ -107,6 +128,8 @@ def submit(
             raise NotFound(f"dataset {dataset_id} not found")
     elif not spec.testing:
         raise InvalidInput(f"analysis {analysis!r} needs a dataset_id")
+    if ds is not None:
+        _check_corrupted_dataset(session, params, ds)
     out: list[tuple[Job, bool]] = []
     seen: set[int] = set()
     for cid in checkpoint_ids:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.api.conftest import upload
@@ -71,3 +72,29 @@ def test_shape_mismatch_between_checkpoint_and_dataset_is_422(client, cifar_chec
     resp = client.post("/api/jobs", json=body)
     assert resp.status_code == 422 and "(3, 16, 16)" in resp.json()["detail"]
     assert client.get("/api/jobs").json() == []
+
+
+def test_robustness_reads_corruptions_from_a_stored_cifar_c_set(client, app_settings, cifar_checkpoint):
+    # a clean batch, and a CIFAR-C set whose "fog" holds the very same images at every severity
+    x, y = f.cifar_records(6, seed=0)
+    clean = client.post("/api/datasets", files={"file": ("b", f.cifar_batch(6, seed=0))}).json()
+    hwc = x.reshape(6, 3, 32, 32).transpose(0, 2, 3, 1)
+    arrays = {"fog": np.tile(hwc, (5, 1, 1, 1)), "labels": np.tile(y.astype(np.int64), 5)}
+    stored = client.post("/api/datasets", files={"file": ("c", f.cifar_c_zip(arrays))}).json()
+    body = {"analysis": "robustness", "checkpoint_ids": [cifar_checkpoint], "dataset_id": clean["id"]}
+    params = {"corrupted_dataset_id": stored["id"], "corruptions": ["fog"], "severities": [2, 5]}
+    job = client.post("/api/jobs", json={**body, "params": params}).json()[0]
+    assert Worker(app_settings).run_one(job["id"]) == "succeeded", client.get(f"/api/jobs/{job['id']}").json()
+    s = client.get(f"/api/jobs/{job['id']}/result").json()["summary"]
+    assert s["source"] == "stored" and set(s["corruptions"]["fog"]) == {"2", "5"}
+    for severity in ("2", "5"):  # identical images: identical geometry
+        assert s["corruptions"]["fog"][severity]["accuracy"] == s["clean"]["accuracy"]
+        assert s["corruptions"]["fog"][severity]["mean_margin"] == pytest.approx(s["clean"]["mean_margin"])
+    # refusals name the problem before anything is queued
+    for bad, message in [
+        ({"corrupted_dataset_id": clean["id"]}, "not a CIFAR-C set"),
+        ({"corrupted_dataset_id": stored["id"], "corruptions": ["snow"]}, "holds no ['snow']"),
+        ({"corrupted_dataset_id": 999}, "not found"),
+    ]:
+        resp = client.post("/api/jobs", json={**body, "params": bad})
+        assert resp.status_code == 422 and message in resp.json()["detail"], resp.text
