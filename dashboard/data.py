@@ -6,9 +6,12 @@ Callbacks stay a few lines long and never touch SQLAlchemy objects. Domain error
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from dashboard.context import get_settings
@@ -24,8 +27,11 @@ from server.jobs.schemas import JobPublic
 from server.queue import get_queue
 from workers import architectures, registry
 from workers.data import BUILTINS
+from workers.datasets import read_dataset, verify_source
 
 ACTIVE = ("queued", "running")
+ARTIFACT_CACHE_BYTES = 512 * 2**20  # loaded artifact arrays kept in memory, least recently used dropped
+DATASET_CACHE_SIZE = 1  # data sets kept in memory for the sample explorer
 
 
 class ActionError(Exception):
@@ -166,3 +172,120 @@ def default_dataset(analysis: str, checkpoint_ids: list[int]) -> int | None:
     counts = {ds: len(results(analysis, checkpoint_ids, ds)) for ds in all_ids} if checkpoint_ids else {}
     best = max(all_ids, key=lambda ds: (counts.get(ds, 0), -ds))
     return best
+
+
+class _Cache:
+    """A thread-safe LRU bounded by the ``nbytes`` of its values (arrays, or dicts of arrays)."""
+
+    def __init__(self, max_bytes: int, max_items: int = 10_000):
+        self.max_bytes, self.max_items = max_bytes, max_items
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        return None
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            self._items[key] = (value, nbytes)
+            self._items.move_to_end(key)
+            # keep the newest entry even when it alone is over the bound
+            while len(self._items) > 1 and (
+                len(self._items) > self.max_items or sum(n for _, n in self._items.values()) > self.max_bytes
+            ):
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_artifact_cache = _Cache(ARTIFACT_CACHE_BYTES)
+_dataset_cache = _Cache(max_bytes=2**62, max_items=DATASET_CACHE_SIZE)
+
+
+def _store() -> storage.BlobStore:
+    settings = get_settings()
+    return storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
+
+
+def _artifact_key(analysis: str, checkpoint_id: int, dataset_id: int | None, name: str) -> str | None:
+    with _session() as session:
+        found = jobs.latest_results(
+            session=session, analysis=analysis, checkpoint_ids=[checkpoint_id], dataset_id=dataset_id
+        )
+        if checkpoint_id not in found:
+            return None
+        _job_row, res = found[checkpoint_id]
+        return next((a["key"] for a in res.artifacts or [] if a.get("name") == name), None)
+
+
+def result_artifact(
+    analysis: str,
+    checkpoint_id: int,
+    dataset_id: int | None,
+    name: str,
+    keys: Sequence[str] | None = None,
+) -> dict[str, np.ndarray] | None:
+    """The arrays of artifact ``name`` of the newest succeeded ``analysis`` result, or ``None`` if absent.
+
+    ``keys`` picks some of the arrays (the others are not even decompressed); missing keys are left out.
+    Artifacts are content-addressed, so each array is cached by (blob key, array name) and never stale.
+    """
+    key = _artifact_key(analysis, checkpoint_id, dataset_id, name)
+    if key is None:
+        return None
+    names = _artifact_cache.get((key, None))  # the arrays the artifact holds, once it was opened
+    wanted = list(keys) if keys is not None else names
+    if names is not None and wanted is not None:
+        hits = {n: _artifact_cache.get((key, n)) for n in wanted if n in names}
+        if all(a is not None for a in hits.values()):
+            return hits
+    return _load_artifact(key, wanted, f"the {analysis} artifact {name!r}")
+
+
+def _load_artifact(key: str, wanted: list[str] | None, what: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    try:
+        with np.load(_store().fetch(key), allow_pickle=False) as npz:
+            _artifact_cache.put((key, None), list(npz.files), 0)
+            for n in npz.files if wanted is None else [n for n in wanted if n in npz.files]:
+                out[n] = npz[n]
+                _artifact_cache.put((key, n), out[n], out[n].nbytes)
+    except (OSError, ValueError, PruneScopeError) as exc:
+        raise ActionError(f"{what} cannot be read: {exc}") from None
+    return out
+
+
+def dataset_images(dataset_id: int, indices: Sequence[int]) -> np.ndarray:
+    """Pixels in [0, 1] ``(len(indices), C, H, W)`` of those samples (images only), for display."""
+    arrays = _dataset_cache.get(dataset_id)
+    if arrays is None:
+        with _session() as session:
+            ds = datasets.get(session=session, dataset_id=dataset_id)
+            kind, source, sha256, key = ds.kind, ds.source_path, ds.sha256, ds.blob_key
+            fmt, meta = ds.format, dict(ds.meta or {})
+        try:
+            path = verify_source(source, sha256) if kind == "path" else _store().fetch(key)
+            arrays = read_dataset(path, fmt, meta)
+        except (OSError, ValueError, PruneScopeError) as exc:
+            raise ActionError(f"dataset {dataset_id} cannot be read: {exc}") from None
+        _dataset_cache.put(dataset_id, arrays, arrays.x.nbytes)
+    if arrays.x.ndim != 4:
+        raise ActionError(f"dataset {dataset_id} holds vectors {tuple(arrays.x.shape[1:])}, not images")
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(arrays.x)):
+        raise ActionError(f"sample indices out of range for dataset {dataset_id} ({len(arrays.x)} samples)")
+    # uint8 formats scale to [0, 1]; an .npz keeps the pixels it was uploaded with (mean/std apply after)
+    pixels = arrays.x[idx].astype(np.float32) * np.float32(arrays.scale or 1.0)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def clear_caches() -> None:
+    """Forget loaded artifacts and data sets (tests; a server whose store was swapped)."""
+    _artifact_cache.clear()
+    _dataset_cache.clear()

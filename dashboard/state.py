@@ -11,7 +11,12 @@ from urllib.parse import urlencode
 MAX_IDS = 200
 # The compare page's tabs: the analysis each one shows -> its label. The first is the default; each also
 # needs its view in ``dashboard.pages.compare.VIEWS``.
-COMPARE_TABS: dict[str, str] = {"evaluate": "Evaluate", "hessian": "Hessian", "landscape": "Landscape"}
+COMPARE_TABS: dict[str, str] = {
+    "evaluate": "Evaluate",
+    "hessian": "Hessian",
+    "landscape": "Landscape",
+    "robustness": "Robustness",
+}
 DEFAULT_TAB = next(iter(COMPARE_TABS))
 
 

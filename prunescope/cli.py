@@ -167,7 +167,7 @@ def demo(
     data_dir: DataDir = None,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="only when no checkpoint exists yet")] = False,
 ) -> None:
-    """Train the demo CNN on digits, derive its pruned family, and queue evaluate for it."""
+    """Train the demo CNN on digits, derive its pruned family, and queue every analysis for it."""
     from rich.progress import Progress
 
     from prunescope.demo import database_is_empty, load_demo
@@ -182,7 +182,7 @@ def demo(
     with Progress() as bar:
         task = bar.add_task("training the demo CNN on digits", total=1.0)
         ids = load_demo(settings, progress=lambda f, _msg="": bar.update(task, completed=f))
-    typer.echo(f"demo family registered: checkpoints {ids}; evaluate queued")
+    typer.echo(f"demo family registered: checkpoints {ids}; analyses queued")
 
 
 @app.command()

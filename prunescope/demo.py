@@ -3,7 +3,7 @@
 Everything is generated here (no download): a dense parent, global-magnitude and random
 unstructured children at 50/80/90% sparsity, and one structured child with half of each
 convolution's channels removed. Each child is registered with its parent, method and target
-through the same intake path as an upload, then ``evaluate`` is queued for the whole family.
+through the same intake path as an upload, then every analysis is queued for the whole family.
 """
 
 from __future__ import annotations
@@ -100,8 +100,18 @@ def _to_bytes(state_dict: dict) -> bytes:
     return buf.getvalue()
 
 
+# What the demo queues, in order (a few minutes on 2 CPU cores): every compare tab has data to show.
+DEMO_JOBS = (
+    ("evaluate", "all", {}),
+    ("robustness", "all", {}),
+    ("landscape", "all", {"mode": "2d"}),
+    ("landscape", "children", {"mode": "interpolation"}),  # each pruned child back to the dense parent
+    ("hessian", "all", {}),
+)
+
+
 def load_demo(settings: Settings, *, progress: Callable[[float, str], None] | None = None) -> list[int]:
-    """Train, register the family and queue ``evaluate`` on digits. Returns the checkpoint ids."""
+    """Train, register the family and queue :data:`DEMO_JOBS` on digits. Returns the checkpoint ids."""
     members = build_family(progress=progress)
     store = make_store(settings.resolved_storage_url, settings.tmp_dir)
     url = settings.resolved_database_url
@@ -128,15 +138,17 @@ def load_demo(settings: Settings, *, progress: Callable[[float, str], None] | No
             parent_id = parent_id or ckpt.id
     with session_scope(url) as session:
         dataset = datasets.create_builtin(session=session, store=store, name="digits")
-        jobs.submit(
-            session=session,
-            queue=get_queue(settings.resolved_queue_url),
-            analysis="evaluate",
-            checkpoint_ids=ids,
-            dataset_id=dataset.id,
-            params={},
-            max_attempts=settings.max_attempts,
-        )
+        queue = get_queue(settings.resolved_queue_url)
+        for analysis, members, params in DEMO_JOBS:
+            jobs.submit(
+                session=session,
+                queue=queue,
+                analysis=analysis,
+                checkpoint_ids=ids if members == "all" else ids[1:],
+                dataset_id=dataset.id,
+                params=params,
+                max_attempts=settings.max_attempts,
+            )
     logger.info("demo family %s registered: checkpoints %s", FAMILY, ids)
     return ids
 

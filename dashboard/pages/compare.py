@@ -14,13 +14,19 @@ from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
 from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
 from dashboard.components.landscape import landscape_view, register_landscape_callbacks
+from dashboard.components.robustness import register_robustness_callbacks, robustness_view
 from dashboard.figures.sparsity import layer_sparsity_heatmap
 from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
 
 # One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs) -> list``.
-VIEWS = {"evaluate": evaluate_view, "hessian": hessian_view, "landscape": landscape_view}
+VIEWS = {
+    "evaluate": evaluate_view,
+    "hessian": hessian_view,
+    "landscape": landscape_view,
+    "robustness": robustness_view,
+}
 POLL_MS = 2000
 
 
@@ -96,6 +102,7 @@ def _content(state: dict) -> tuple[list, bool]:
 
 def register_callbacks(app: Dash) -> None:
     register_landscape_callbacks(app)
+    register_robustness_callbacks(app)
 
     @app.callback(
         Output("compare-content", "children"),
