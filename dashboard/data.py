@@ -152,6 +152,19 @@ def results(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) ->
         return {cid: dict(res.summary) for cid, (_job_row, res) in found.items()}
 
 
+def results_by_mode(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
+    """The newest succeeded summary per checkpoint and ``mode`` parameter: ``{id: {mode: summary}}``
+    (the landscape keeps a 2D slice and an interpolation of one checkpoint side by side)."""
+    out: dict[int, dict] = {}
+    with _session() as session:
+        found = jobs.succeeded_results(
+            session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
+        )
+        for job, res in found:  # oldest first, so newer results replace older ones
+            out.setdefault(job.checkpoint_id, {})[str(res.summary.get("mode"))] = dict(res.summary)
+    return out
+
+
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status."""
     out: dict[int, dict] = {}

@@ -105,7 +105,7 @@ DEMO_JOBS = (
     ("evaluate", "all", {}),
     ("robustness", "all", {}),
     ("landscape", "all", {"mode": "2d"}),
-    ("landscape", "children", {"mode": "interpolation"}),  # each pruned child back to the dense parent
+    ("landscape", "children", {"mode": "interpolation"}),  # each unstructured child back to the parent
     ("hessian", "all", {}),
 )
 
@@ -136,6 +136,8 @@ def load_demo(settings: Settings, *, progress: Callable[[float, str], None] | No
             )
             ids.append(ckpt.id)
             parent_id = parent_id or ckpt.id
+    shapes = [{k: tuple(v.shape) for k, v in m.state_dict.items()} for m in members]
+    same_shape = [i for i, sh in zip(ids, shapes, strict=True) if sh == shapes[0]]  # not channel-pruned
     with session_scope(url) as session:
         dataset = datasets.create_builtin(session=session, store=store, name="digits")
         queue = get_queue(settings.resolved_queue_url)
@@ -144,7 +146,7 @@ def load_demo(settings: Settings, *, progress: Callable[[float, str], None] | No
                 session=session,
                 queue=queue,
                 analysis=analysis,
-                checkpoint_ids=ids if members == "all" else ids[1:],
+                checkpoint_ids=ids if members == "all" else same_shape[1:],
                 dataset_id=dataset.id,
                 params=params,
                 max_attempts=settings.max_attempts,

@@ -74,14 +74,31 @@ def _row(cid: int, c: dict, s: dict, color: str, names: Mapping[int, str]) -> di
     }
 
 
+def per_mode(summaries: Mapping[int, dict]) -> dict[int, dict[str, dict]]:
+    """``{id: {mode: summary}}`` from either one summary per checkpoint or already by mode
+    (:func:`dashboard.data.results_by_mode`)."""
+    out: dict[int, dict[str, dict]] = {}
+    for cid, value in summaries.items():
+        if not isinstance(value, dict):
+            continue
+        if "mode" in value:
+            out[cid] = {str(value["mode"]): value}
+        else:
+            out[cid] = {m: s for m, s in value.items() if isinstance(s, dict)}
+    return out
+
+
 def landscape_table(
     ids: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict], colors: dict[int, str]
 ) -> html.Table | html.P:
     names = {cid: c["name"] for cid, c in checkpoints.items()}
+    modes = per_mode(summaries)
     rows = [
-        _row(cid, checkpoints[cid], summaries[cid], colors[cid], names)
+        _row(cid, checkpoints[cid], s, colors[cid], names)
         for cid in ids
-        if cid in summaries and cid in checkpoints and isinstance(summaries[cid], dict)
+        if cid in checkpoints
+        for mode in MODE_NAMES
+        if (s := modes.get(cid, {}).get(mode)) is not None
     ]
     return table(COLUMNS, rows, empty="No landscape results yet.", id="landscape-summary")
 
@@ -139,10 +156,11 @@ def _slices_section(entries: list[CheckpointSummary], colors: dict[int, str]) ->
 def _entries(known: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict]) -> dict:
     """The summaries of each mode, in the order of ``known``."""
     by_mode: dict[str, list[CheckpointSummary]] = {mode: [] for mode in MODE_NAMES}
+    modes = per_mode(summaries)
     for cid in known:
-        s = summaries.get(cid)
-        if isinstance(s, dict) and s.get("mode") in by_mode:
-            by_mode[s["mode"]].append(CheckpointSummary(cid, checkpoints[cid]["name"], s))
+        for mode, s in modes.get(cid, {}).items():
+            if mode in by_mode:
+                by_mode[mode].append(CheckpointSummary(cid, checkpoints[cid]["name"], s))
     return by_mode
 
 
@@ -212,5 +230,5 @@ def register_landscape_callbacks(app: Dash) -> None:
     def redraw_surfaces(log_value, surface_id, state):
         ids = state.get("ids") or []
         checkpoints = {c["id"]: c for c in data.list_checkpoints() if c["id"] in ids}
-        summaries = data.results("landscape", ids, state.get("dataset"))
+        summaries = data.results_by_mode("landscape", ids, state.get("dataset"))
         return surface_figures(ids, checkpoints, summaries, "log" in (log_value or []), surface_id)

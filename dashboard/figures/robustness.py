@@ -209,8 +209,9 @@ def collapse_bars(
             row=i // cols + 1,
             col=i % cols + 1,
         )
-    fig.update_layout(title="Neural collapse (lower = more collapsed)", height=120 + 220 * rows, **_LAYOUT)
-    fig.update_xaxes(showticklabels=len(found) <= 8, type="category")
+    title = "Neural collapse (lower = more collapsed; colours as in the table, hover for names)"
+    fig.update_layout(title=title, height=120 + 200 * rows, **_LAYOUT)
+    fig.update_xaxes(showticklabels=False, type="category")  # names would overlap in narrow panels
     return fig
 
 

@@ -27,6 +27,8 @@ VIEWS = {
     "landscape": landscape_view,
     "robustness": robustness_view,
 }
+# How a tab reads its results (default: the newest per checkpoint): the landscape keeps one per mode.
+RESULTS = {"landscape": data.results_by_mode}
 POLL_MS = 2000
 
 
@@ -90,7 +92,7 @@ def _content(state: dict) -> tuple[list, bool]:
         return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
     # every checkpoint, so a view can name one outside the selection (an interpolation target, say)
     checkpoints = {c["id"]: c for c in data.list_checkpoints()}
-    summaries = data.results(tab, ids, dataset_id)
+    summaries = RESULTS.get(tab, data.results)(tab, ids, dataset_id)
     jobs = data.latest_jobs(tab, [i for i in ids if i in checkpoints], dataset_id)  # also reruns, to poll
     pending = any(j["status"] in data.ACTIVE for j in jobs.values())
     sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])

@@ -92,6 +92,12 @@ def _checkpoint_params(session: Session, spec: registry.AnalysisSpec, params: di
             raise InvalidInput(f"target checkpoint {target_id} not found")
         mine = (ckpt.architecture, ckpt.num_classes, list(ckpt.input_shape))
         theirs = (target.architecture, target.num_classes, list(target.input_shape))
+        if mine == theirs and ckpt.parameter_count != target.parameter_count:
+            raise InvalidInput(
+                f"checkpoint {ckpt.id} has {ckpt.parameter_count} parameters and target {target.id} "
+                f"{target.parameter_count}: interpolation needs equal shapes (a channel-pruned child has "
+                "fewer parameters than its parent)"
+            )
         if mine != theirs:
             raise InvalidInput(
                 f"checkpoint {ckpt.id} ({mine[0]}, {mine[1]} classes, input {tuple(mine[2])}) and target "
@@ -226,6 +232,23 @@ def result(*, session: Session, job_id: int) -> Result:
     if res is None:
         raise NotFound(f"job {job_id} has no result (status: {job.status})")
     return res
+
+
+def succeeded_results(
+    *, session: Session, analysis: str, checkpoint_ids: list[int], dataset_id: int | None = None
+) -> list[tuple[Job, Result]]:
+    """Every succeeded result of ``analysis`` for these checkpoints, oldest first."""
+    stmt = (
+        select(Job, Result)
+        .join(Result, Result.job_id == Job.id)
+        .where(
+            Job.analysis == analysis, Job.checkpoint_id.in_(checkpoint_ids), Job.status == JobStatus.succeeded
+        )
+        .order_by(Job.id)
+    )
+    if dataset_id is not None:
+        stmt = stmt.where(Job.dataset_id == dataset_id)
+    return [(job, res) for job, res in session.execute(stmt)]
 
 
 def latest_results(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+import torch
 
 from tests.api.conftest import upload
 from tests.conftest import state_dict_bytes
+from workers.architectures import build
+from workers.pruning import channel_l1_prune
 from workers.runner import Worker
 
 
@@ -85,6 +90,14 @@ def test_interpolation_to_itself_or_another_shape_is_refused(client, family, dig
     wide = upload(client, state_dict_bytes("mlp", seed=0), architecture="mlp", name="mlp").json()["id"]
     resp = _submit(client, [pruned], digits_id, mode="interpolation", target_checkpoint_id=wide)
     assert resp.status_code == 422 and "differ" in resp.json()["detail"]
+    # a channel-pruned child has the parent's architecture but fewer parameters
+    torch.manual_seed(0)
+    narrow = channel_l1_prune(build("small_cnn", num_classes=10, input_shape=(1, 8, 8)), 0.5)
+    buf = io.BytesIO()
+    torch.save(narrow.state_dict(), buf)
+    child = upload(client, buf.getvalue(), name="narrow", parent_id=dense).json()["id"]
+    resp = _submit(client, [child], digits_id, mode="interpolation")
+    assert resp.status_code == 422 and "channel-pruned" in resp.json()["detail"]
 
 
 def test_hessian_direction_reuses_a_finished_hessian_result(client, app_settings, family, digits_id):

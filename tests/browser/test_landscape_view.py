@@ -28,7 +28,7 @@ def submit(base: str, checkpoint_id: int, dataset_id: int, params: dict) -> dict
 
 
 def test_landscape_tab_shows_a_plane_and_an_interpolation_with_its_barrier(browser, server, page, tmp_path):
-    # Given a dense checkpoint with a 2D slice and its pruned child interpolated back to it
+    # Given a dense checkpoint with a 2D slice, and its pruned child with one too, interpolated back to it
     ds = httpx.post(f"{server}/api/datasets", json={"builtin": "digits"}, timeout=60)
     assert ds.status_code == 201, ds.text
     dataset = ds.json()["id"]
@@ -46,7 +46,14 @@ def test_landscape_tab_shows_a_plane_and_an_interpolation_with_its_barrier(brows
         server,
         submit(server, child_id, dataset, {"mode": "interpolation", "steps": 5, "max_samples": 128})["id"],
     )
-    assert plane["status"] == "succeeded" and line["status"] == "succeeded", (plane, line)
+    child_plane = wait_for(
+        server, submit(server, child_id, dataset, {"mode": "2d", "steps": 5, "max_samples": 128})["id"]
+    )
+    assert {plane["status"], line["status"], child_plane["status"]} == {"succeeded"}, (
+        plane,
+        line,
+        child_plane,
+    )
     barrier = httpx.get(f"{server}/api/jobs/{line['id']}/result").json()["summary"]["barrier"]
 
     # When the pair's Landscape tab opens
@@ -55,6 +62,8 @@ def test_landscape_tab_shows_a_plane_and_an_interpolation_with_its_barrier(brows
     # Then the table names the interpolation's target, and the contour and interpolation figures render
     table = page.locator("#landscape-summary")
     expect(table).to_contain_text("flat dense")
-    expect(table.locator("tbody tr").nth(1)).to_contain_text("flat dense")  # the child's target
-    expect(page.locator("#fig-landscape-contours g.contour")).to_have_count(1)
+    # the child keeps both results: its 2D slice (row 2) and its interpolation to the parent (row 3)
+    expect(table.locator("tbody tr")).to_have_count(3)
+    expect(table.locator("tbody tr").nth(2)).to_contain_text("flat dense")
+    expect(page.locator("#fig-landscape-contours g.contour")).to_have_count(2)
     expect(page.locator("#fig-landscape-interpolation")).to_contain_text(f"{barrier:.3g}")

@@ -422,3 +422,11 @@ def test_surface_switches_redraw_in_log_scale_for_the_chosen_checkpoint():
     assert fallback.data[1].z == (2.0,)
     none_grid, none_surface = surface_figures([1], ckpts(1), {}, log=False, surface_id=None)
     assert not none_grid.data and not none_surface.data
+
+
+def test_per_mode_accepts_one_summary_or_one_per_mode():
+    from dashboard.components.landscape import per_mode
+
+    one = {"mode": "2d", "loss": []}
+    many = {"2d": one, "interpolation": {"mode": "interpolation"}}
+    assert per_mode({1: one, 2: many, 3: None}) == {1: {"2d": one}, 2: many}

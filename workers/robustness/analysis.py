@@ -184,8 +184,9 @@ def robustness(
         else None,
         "neural_collapse": collapse,
         "dead_relu_rate": dead_rates,
+        # robust: right clean and under every corruption; fragile: right clean, wrong under at least half
         "robust_samples": int(correct.all(dim=0).sum()),
-        "fragile_samples": int((correct[0] & ~correct[1:].all(dim=0)).sum()) if len(conds) > 1 else 0,
+        "fragile_samples": _fragile(correct),
         "corruption_names": list(dict.fromkeys(c for c, _ in conds[1:])),
         "severities": [int(s) for s in severities],
         "source": "stored" if read_slice is not None else "generated",
@@ -213,6 +214,14 @@ def copy_model(model: nn.Module, device: torch.device) -> nn.Module:
     import copy
 
     return copy.deepcopy(model).to(device=device, dtype=torch.float32)
+
+
+def _fragile(correct: Tensor) -> int:
+    """Samples right on clean images (row 0) but wrong under at least half of the corrupted conditions."""
+    if correct.shape[0] < 2:
+        return 0
+    wrong = (~correct[1:]).sum(dim=0)  # (N,)
+    return int((correct[0] & (2 * wrong >= correct.shape[0] - 1)).sum())
 
 
 def _seed(seed: int, condition: int, batch: int) -> int:
