@@ -106,7 +106,8 @@ DEMO_JOBS = (
     ("robustness", "all", {}),
     ("landscape", "all", {"mode": "2d"}),
     ("landscape", "children", {"mode": "interpolation"}),  # each unstructured child back to the parent
-    ("hessian", "all", {}),
+    # 512 samples and fewer probes: about 20 s a checkpoint on 2 cores instead of 2 minutes
+    ("hessian", "all", {"max_samples": 512, "trace_probes": 10, "density_vectors": 2, "density_iters": 30}),
 )
 
 
