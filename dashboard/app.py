@@ -16,13 +16,14 @@ from dash import Dash, html
 from dashboard import context
 from dashboard.components.nav import navbar
 from server.config import Settings
+from server.ratelimit import RateLimiter
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 PAGE_MODULES = ("checkpoints", "datasets", "jobs", "compare")
 
 
-def create_dash(settings: Settings) -> Dash:
-    context.set_settings(settings)
+def create_dash(settings: Settings, limiter: RateLimiter | None = None) -> Dash:
+    context.set_settings(settings, limiter)
     app = Dash(
         "dashboard",
         use_pages=True,

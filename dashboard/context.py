@@ -7,13 +7,23 @@ this accessor is the one place they get the server's :class:`~server.config.Sett
 from __future__ import annotations
 
 from server.config import Settings
+from server.ratelimit import RateLimiter, make_limiter
 
 _settings: Settings | None = None
+_limiter: RateLimiter | None = None
 
 
-def set_settings(settings: Settings) -> None:
-    global _settings
+def set_settings(settings: Settings, limiter: RateLimiter | None = None) -> None:
+    global _settings, _limiter
     _settings = settings
+    _limiter = limiter if limiter is not None else make_limiter(settings)
+
+
+def get_limiter() -> RateLimiter:
+    """The request budgets shared with the API (the dashboard's job submissions count against them)."""
+    if _limiter is None:
+        raise RuntimeError("dashboard settings are not set; build the app with dashboard.app.create_dash")
+    return _limiter
 
 
 def get_settings() -> Settings:

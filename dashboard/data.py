@@ -11,17 +11,18 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import flask
 import numpy as np
 from sqlalchemy.orm import Session
 
-from dashboard.context import get_settings
-from server import storage
+from dashboard.context import get_limiter, get_settings
+from server import ratelimit, storage
 from server.checkpoints import service as checkpoints
 from server.checkpoints.schemas import CheckpointPublic
 from server.datasets import service as datasets
 from server.datasets.schemas import DatasetPublic
 from server.db import session_scope
-from server.errors import PruneScopeError
+from server.errors import PruneScopeError, RateLimited
 from server.jobs import service as jobs
 from server.jobs.schemas import JobPublic
 from server.queue import get_queue
@@ -51,6 +52,18 @@ def _check_writable() -> None:
     """With an API token configured, writes need it; the dashboard has no way to send it yet."""
     if get_settings().api_token:
         raise ActionError("this server requires an API token for changes; use the REST API or the CLI")
+
+
+def _charge(group: str) -> None:
+    """Count a dashboard request against the same per-client budget as the API's (429 there)."""
+    try:
+        client = flask.request.remote_addr or "unknown"
+    except RuntimeError:  # outside a request (a script calling this module)
+        return
+    try:
+        ratelimit.check(get_limiter(), group, client)
+    except RateLimited as exc:
+        raise ActionError(exc.detail) from None
 
 
 def _job(job, reused: bool = False) -> dict:
@@ -110,6 +123,7 @@ def submit_jobs(
     if not checkpoint_ids:
         raise ActionError("select at least one checkpoint")
     _check_writable()
+    _charge("jobs")
     settings = get_settings()
     with _session(write=True) as session:
         out = jobs.submit(

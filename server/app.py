@@ -16,6 +16,7 @@ from server.errors import install_handlers
 from server.health import router as health_router
 from server.jobs.router import router as jobs_router
 from server.queue import get_queue
+from server.ratelimit import make_limiter
 from server.resumable.router import TusResponseHeaders
 from server.resumable.router import router as uploads_router
 from server.resumable.sweeper import upload_sweeper
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, with_dashboard: bool = True)
     app.state.settings = settings
     app.state.store = storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
     app.state.queue = get_queue(settings.resolved_queue_url)
+    app.state.limiter = make_limiter(settings)
     install_handlers(app)
     for router in (health_router, checkpoints_router, datasets_router, jobs_router, uploads_router):
         app.include_router(router)
@@ -53,6 +55,6 @@ def create_app(settings: Settings | None = None, *, with_dashboard: bool = True)
 
         from dashboard.app import create_dash
 
-        dash_app = create_dash(settings)
+        dash_app = create_dash(settings, limiter=app.state.limiter)
         app.mount("/", WSGIMiddleware(dash_app.server))
     return app

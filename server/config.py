@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     device: str | None = None  # force "cpu" / "cuda" / "cuda:1"
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     api_token: str | None = None
+    rate_limit_per_minute: int = Field(120, ge=0)  # uploads, jobs, share links per client each (0: off)
     lease_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     reaper_interval_seconds: float = Field(5.0, gt=0)

@@ -63,6 +63,10 @@ class Unauthorized(PruneScopeError):
 class RateLimited(PruneScopeError):
     status_code = 429
 
+    def __init__(self, detail: str, *, retry_after: int = 60):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
 
 class BlobCorrupt(PruneScopeError):
     status_code = 500
@@ -87,6 +91,8 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             logger.error("server fault: %s", exc.detail)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -7,13 +7,16 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from server.checkpoints import service
 from server.checkpoints.schemas import CheckpointPublic, CheckpointUpdate
 from server.deps import MAX_ID, IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
+from server.ratelimit import rate_limited
 from server.uploads import parse_shape, stage_upload
 from workers.sandbox import LoadLimits
 
 router = APIRouter(prefix="/api/checkpoints", tags=["checkpoints"])
 
 
-@router.post("", status_code=201, response_model=CheckpointPublic, dependencies=[WriteGuard])
+@router.post(
+    "", status_code=201, response_model=CheckpointPublic, dependencies=[WriteGuard, rate_limited("upload")]
+)
 def upload_checkpoint(
     session: SessionDep,
     store: StoreDep,

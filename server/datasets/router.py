@@ -12,6 +12,7 @@ from server.datasets import service
 from server.datasets.schemas import DatasetBuiltinCreate, DatasetOptions, DatasetPathCreate, DatasetPublic
 from server.deps import IdPath, SessionDep, SettingsDep, StoreDep, WriteGuard
 from server.errors import InvalidInput
+from server.ratelimit import rate_limited
 from server.uploads import stage_upload
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -53,7 +54,11 @@ _BODY_DOC = {
 
 
 @router.post(
-    "", status_code=201, response_model=DatasetPublic, dependencies=[WriteGuard], openapi_extra=_BODY_DOC
+    "",
+    status_code=201,
+    response_model=DatasetPublic,
+    dependencies=[WriteGuard, rate_limited("upload")],
+    openapi_extra=_BODY_DOC,
 )
 async def create_dataset(request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep):
     """Register a built-in set (JSON ``{"builtin": "digits"}``), a file under the dataset roots (JSON

@@ -10,6 +10,7 @@ from server.errors import NotFound
 from server.jobs import service
 from server.jobs.models import JobStatus
 from server.jobs.schemas import AnalysisPublic, JobCreate, JobPublic, ResultPublic
+from server.ratelimit import rate_limited
 from workers import registry
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -24,7 +25,9 @@ def list_analyses(settings: SettingsDep):
     return [s.describe() for s in registry.specs(include_testing=settings.test_analyses)]
 
 
-@router.post("/jobs", status_code=202, response_model=list[JobPublic], dependencies=[WriteGuard])
+@router.post(
+    "/jobs", status_code=202, response_model=list[JobPublic], dependencies=[WriteGuard, rate_limited("jobs")]
+)
 def create_jobs(session: SessionDep, queue: QueueDep, settings: SettingsDep, body: JobCreate):
     jobs = service.submit(
         session=session,

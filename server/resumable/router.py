@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from server.deps import SettingsDep, WriteGuard
+from server.ratelimit import rate_limited
 from server.resumable import service
 from server.resumable.headers import (
     CHECKSUM_ALGORITHMS,
@@ -59,7 +60,9 @@ def describe_uploads(settings: SettingsDep) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-@router.post("", status_code=201, response_model=UploadPublic, dependencies=[WriteGuard])
+@router.post(
+    "", status_code=201, response_model=UploadPublic, dependencies=[WriteGuard, rate_limited("upload")]
+)
 def create_upload(
     request: Request,
     response: Response,
