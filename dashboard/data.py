@@ -179,6 +179,18 @@ def results_by_mode(analysis: str, checkpoint_ids: list[int], dataset_id: int | 
     return out
 
 
+def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
+    """Every analysis' newest summary per checkpoint, ``{id: {analysis: summary}}``; the landscape's per
+    mode (:func:`results_by_mode`). For the overview tab."""
+    out: dict[int, dict] = {cid: {} for cid in checkpoint_ids}
+    for analysis in ("evaluate", "hessian", "robustness"):
+        for cid, summary in results(analysis, checkpoint_ids, dataset_id).items():
+            out[cid][analysis] = summary
+    for cid, modes in results_by_mode("landscape", checkpoint_ids, dataset_id).items():
+        out[cid]["landscape"] = modes
+    return out
+
+
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status."""
     out: dict[int, dict] = {}

@@ -16,6 +16,7 @@ COMPARE_TABS: dict[str, str] = {
     "hessian": "Hessian",
     "landscape": "Landscape",
     "robustness": "Robustness",
+    "overview": "Overview",
 }
 DEFAULT_TAB = next(iter(COMPARE_TABS))
 

@@ -14,6 +14,7 @@ from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
 from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
 from dashboard.components.landscape import landscape_view, register_landscape_callbacks
+from dashboard.components.overview import overview_view
 from dashboard.components.robustness import register_robustness_callbacks, robustness_view
 from dashboard.figures.sparsity import layer_sparsity_heatmap
 from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
@@ -26,9 +27,10 @@ VIEWS = {
     "hessian": hessian_view,
     "landscape": landscape_view,
     "robustness": robustness_view,
+    "overview": overview_view,
 }
 # How a tab reads its results (default: the newest per checkpoint): the landscape keeps one per mode.
-RESULTS = {"landscape": data.results_by_mode}
+RESULTS = {"landscape": data.results_by_mode, "overview": data.results_of_all}
 POLL_MS = 2000
 
 

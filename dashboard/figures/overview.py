@@ -1,0 +1,176 @@
+"""The family at a glance: one row of headline metrics per checkpoint, and each metric against sparsity.
+
+A row is built from every analysis' newest summary of a checkpoint (``{"evaluate": {...}, "hessian": {...},
+"landscape": {mode: {...}}, "robustness": {...}}``); a metric whose analysis has not run is ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import empty_figure
+
+ANALYSES = ("evaluate", "robustness", "hessian", "landscape")
+METHOD_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b")
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=70, b=50), legend_title_text="method")
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _get(results: Mapping[str, Any], analysis: str, *keys: Any) -> Any:
+    value: Any = results.get(analysis)
+    for key in keys:
+        if isinstance(value, Mapping):
+            value = value.get(key)
+        elif isinstance(value, list) and isinstance(key, int) and -len(value) <= key < len(value):
+            value = value[key]
+        else:
+            return None
+    return value
+
+
+def _clean_accuracy(r: Mapping[str, Any]) -> float | None:
+    found = _num(_get(r, "evaluate", "accuracy"))
+    return found if found is not None else _num(_get(r, "robustness", "clean", "accuracy"))
+
+
+def _sharpness(r: Mapping[str, Any]) -> float | None:
+    """Curvature at the centre: the 1D slice's, else the mean of the 2D slice's two axes."""
+    one = _num(_get(r, "landscape", "1d", "curvature"))
+    if one is not None:
+        return one
+    two = [_num(v) for v in (_get(r, "landscape", "2d", "curvature") or []) if _num(v) is not None]
+    return sum(two) / len(two) if two else None
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    read: Callable[[Mapping[str, Any]], float | None]
+    percent: bool = False
+
+
+METRICS = (
+    Metric("clean_accuracy", "clean accuracy", _clean_accuracy, percent=True),
+    Metric(
+        "corrupted_accuracy",
+        "mean corrupted accuracy",
+        lambda r: _num(_get(r, "robustness", "mean_corruption_accuracy")),
+        True,
+    ),
+    Metric(
+        "top_eigenvalue", "top Hessian eigenvalue", lambda r: _num(_get(r, "hessian", "top_eigenvalues", 0))
+    ),
+    Metric("trace", "Hessian trace", lambda r: _num(_get(r, "hessian", "trace"))),
+    Metric(
+        "barrier", "loss barrier to parent", lambda r: _num(_get(r, "landscape", "interpolation", "barrier"))
+    ),
+    Metric("sharpness", "curvature at the centre", _sharpness),
+    Metric("nc1", "NC1", lambda r: _num(_get(r, "robustness", "neural_collapse", "nc1"))),
+)
+
+
+def overview_rows(
+    ids: Sequence[int], checkpoints: Mapping[int, dict], results: Mapping[int, Mapping[str, Any]]
+) -> list[dict]:
+    """One dict per known checkpoint: id, name, sparsity, method, parent_id, each metric, missing analyses."""
+    rows = []
+    for cid in ids:
+        c = checkpoints.get(cid)
+        if c is None:
+            continue
+        r = results.get(cid) or {}
+        row = {
+            "id": cid,
+            "name": c["name"],
+            "sparsity": _num(c.get("sparsity")),
+            "method": c.get("pruning_method") or ("dense" if c.get("parent_id") is None else "unknown"),
+            "parent_id": c.get("parent_id"),
+            "missing": [a for a in ANALYSES if not r.get(a)],
+        }
+        row.update({m.key: m.read(r) for m in METRICS})
+        rows.append(row)
+    return rows
+
+
+def metrics_vs_sparsity(
+    rows: Sequence[dict], colors: Mapping[str, str] | None = None, *, columns: int = 4
+) -> go.Figure:
+    """One panel per metric with any value; one line per pruning method over sparsity; a dense checkpoint
+    (no parent) as a star and a dotted line, the reference the pruned children are read against."""
+    metrics = [m for m in METRICS if any(row.get(m.key) is not None for row in rows)]
+    if not metrics:
+        return empty_figure("no results yet: queue analyses on the other tabs")
+    cols = max(1, min(columns, len(metrics)))
+    nrows = math.ceil(len(metrics) / cols)
+    fig = make_subplots(
+        rows=nrows,
+        cols=cols,
+        subplot_titles=[m.label for m in metrics],
+        vertical_spacing=0.18 / max(nrows - 1, 1) if nrows > 1 else 0.1,
+    )
+    methods = sorted({row["method"] for row in rows if row["parent_id"] is not None})
+    palette = colors or {}
+    for i, metric in enumerate(metrics):
+        where = dict(row=i // cols + 1, col=i % cols + 1)
+        for j, method in enumerate(methods):
+            pts = sorted(
+                (
+                    (row["sparsity"], row[metric.key], row["name"])
+                    for row in rows
+                    if row["method"] == method
+                    and row["parent_id"] is not None
+                    and row[metric.key] is not None
+                    and row["sparsity"] is not None
+                ),
+            )
+            if not pts:
+                continue
+            fig.add_scatter(
+                x=[100 * p[0] for p in pts],
+                y=[p[1] for p in pts],
+                text=[p[2] for p in pts],
+                mode="lines+markers",
+                name=method,
+                legendgroup=method,
+                showlegend=i == 0,
+                line_color=palette.get(method, METHOD_COLORS[j % len(METHOD_COLORS)]),
+                hovertemplate="%{text}<br>sparsity %{x:.1f}%: %{y:.4g}<extra>" + method + "</extra>",
+                **where,
+            )
+        for row in rows:
+            if row["parent_id"] is None and row[metric.key] is not None:
+                fig.add_scatter(
+                    x=[100 * (row["sparsity"] or 0.0)],
+                    y=[row[metric.key]],
+                    mode="markers",
+                    marker_symbol="star",
+                    marker_size=14,
+                    marker_color="#222",
+                    name=f"dense: {row['name']}",
+                    legendgroup="dense",
+                    showlegend=i == 0,
+                    hovertemplate=f"{row['name']}: %{{y:.4g}}<extra>dense</extra>",
+                    **where,
+                )
+                fig.add_hline(y=row[metric.key], line_dash="dot", line_color="#888", **where)
+        if metric.percent:
+            fig.update_yaxes(tickformat=".0%", **where)
+    fig.update_xaxes(title_text="sparsity (%)")
+    fig.update_layout(
+        title="Every metric against sparsity (lines: pruning methods; star: the dense model)",
+        height=140 + 300 * nrows,
+        **_LAYOUT,
+    )
+    return fig
