@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dash import html
 
@@ -27,6 +27,19 @@ def swatch(color: str) -> html.Span:
     return html.Span(className="ps-swatch", style={"backgroundColor": color})
 
 
+def name_cell(checkpoint_id: int, name: str, color: str) -> html.Span:
+    """A table cell naming a checkpoint, with its color swatch (the same color as in every figure)."""
+    return html.Span([swatch(color), f"{name} (#{checkpoint_id})"])
+
+
+def unknown_note(ids: Sequence[int], checkpoints: Mapping[int, dict]) -> list[html.P]:
+    """A note on the selected ids that name no checkpoint (none when all are known)."""
+    unknown = [cid for cid in ids if cid not in checkpoints]
+    if not unknown:
+        return []
+    return [html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")]
+
+
 def summary_table(
     ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], colors: dict[int, str]
 ) -> html.Table | html.P:
@@ -37,7 +50,7 @@ def summary_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": html.Span([swatch(colors[cid]), f"{c['name']} (#{cid})"]),
+                "name": name_cell(cid, c["name"], colors[cid]),
                 "sparsity": percent(c["sparsity"]),
                 "accuracy": percent(s.get("accuracy"), 2),
                 "loss": number(s.get("loss")),
@@ -85,12 +98,7 @@ def evaluate_view(
         CheckpointSummary(cid, checkpoints[cid]["name"], summaries[cid]) for cid in known if cid in summaries
     ]
     missing = [cid for cid in known if cid not in summaries]
-    unknown = [cid for cid in ids if cid not in checkpoints]
-    out: list = []
-    if unknown:
-        out.append(
-            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
-        )
+    out: list = unknown_note(ids, checkpoints)
     out.append(missing_results(missing, checkpoints, jobs, "evaluate"))
     if entries:
         out += [

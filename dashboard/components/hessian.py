@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from dash import html
 
-from dashboard.components.compare import missing_results, swatch
+from dashboard.components.compare import missing_results, name_cell, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
@@ -72,7 +72,7 @@ def hessian_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": html.Span([swatch(colors[cid]), f"{c['name']} (#{cid})"]),
+                "name": name_cell(cid, c["name"], colors[cid]),
                 "sparsity": percent(c.get("sparsity")),
                 "top": _top_cell(s),
                 "trace": _trace_cell(s),
@@ -132,13 +132,8 @@ def hessian_view(
         CheckpointSummary(cid, checkpoints[cid]["name"], summaries[cid]) for cid in known if cid in summaries
     ]
     missing = [cid for cid in known if cid not in summaries]
-    unknown = [cid for cid in ids if cid not in checkpoints]
     running = sum(1 for cid in known if cid in summaries and (jobs.get(cid) or {}).get("status") in ACTIVE)
-    out: list = []
-    if unknown:
-        out.append(
-            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
-        )
+    out: list = unknown_note(ids, checkpoints)
     out.append(missing_results(missing, checkpoints, jobs, "hessian"))
     if entries:
         sparsity = {cid: checkpoints[cid].get("sparsity") for cid in known}

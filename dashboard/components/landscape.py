@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard import data
-from dashboard.components.compare import missing_results, swatch
+from dashboard.components.compare import missing_results, name_cell, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
@@ -59,7 +59,7 @@ def _sharpness(s: dict) -> str | None:
 def _row(cid: int, c: dict, s: dict, color: str, names: Mapping[int, str]) -> dict:
     interpolation = s.get("mode") == "interpolation"
     return {
-        "name": html.Span([swatch(color), f"{c['name']} (#{cid})"]),
+        "name": name_cell(cid, c["name"], color),
         "sparsity": percent(c.get("sparsity")),
         "mode": _mode_text(s),
         "loss": number(s.get("center_loss")),
@@ -171,12 +171,7 @@ def landscape_view(
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     missing = [cid for cid in known if cid not in summaries]
-    unknown = [cid for cid in ids if cid not in checkpoints]
-    out: list = []
-    if unknown:
-        out.append(
-            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
-        )
+    out: list = unknown_note(ids, checkpoints)
     out.append(missing_results(missing, checkpoints, jobs, "landscape"))
     if not any(cid in summaries for cid in known):
         return [o for o in out if o is not None]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from dash import html
 
-from dashboard.components.compare import swatch
+from dashboard.components.compare import name_cell, unknown_note
 from dashboard.components.format import number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
@@ -32,7 +32,7 @@ def overview_view(
     cells = []
     for row in rows:
         cell = {
-            "name": html.Span([swatch(colors[row["id"]]), f"{row['name']} (#{row['id']})"]),
+            "name": name_cell(row["id"], row["name"], colors[row["id"]]),
             "sparsity": percent(row["sparsity"]),
             "method": row["method"],
             "missing": ", ".join(row["missing"]) or "—",
@@ -40,12 +40,7 @@ def overview_view(
         for m in fig_overview.METRICS:
             cell[m.key] = percent(row[m.key], 2) if m.percent else number(row[m.key])
         cells.append(cell)
-    out: list = []
-    unknown = [cid for cid in ids if cid not in checkpoints]
-    if unknown:
-        out.append(
-            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
-        )
+    out: list = unknown_note(ids, checkpoints)
     if any(row["missing"] for row in rows):
         out.append(
             html.P(

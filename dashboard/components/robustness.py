@@ -19,7 +19,7 @@ import numpy as np
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
 from dashboard import data
-from dashboard.components.compare import missing_results, swatch
+from dashboard.components.compare import missing_results, name_cell, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
@@ -73,7 +73,7 @@ def _row(cid: int, c: dict, s: dict, color: str) -> dict:
     clean = s.get("clean") if isinstance(s.get("clean"), dict) else {}
     speed = s.get("images_per_second")
     return {
-        "name": html.Span([swatch(color), f"{c['name']} (#{cid})"]),
+        "name": name_cell(cid, c["name"], color),
         "sparsity": percent(c.get("sparsity")),
         "clean": percent(clean.get("accuracy"), 2),
         "corrupted": percent(s.get("mean_corruption_accuracy"), 2),
@@ -214,12 +214,7 @@ def robustness_view(
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     missing = [cid for cid in known if cid not in summaries]
-    unknown = [cid for cid in ids if cid not in checkpoints]
-    out: list = []
-    if unknown:
-        out.append(
-            html.P("Unknown checkpoint ids ignored: " + ", ".join(map(str, unknown)), className="ps-note")
-        )
+    out: list = unknown_note(ids, checkpoints)
     out.append(missing_results(missing, checkpoints, jobs, ANALYSIS))
     entries = _entries(known, checkpoints, summaries)
     if entries:
@@ -414,7 +409,7 @@ def sample_rows(
         k_other = fig_robustness.condition_index(a, condition)
         rows.append(
             {
-                "name": html.Span([swatch(colors.get(cid, "#333")), f"{names.get(cid, '?')} (#{cid})"]),
+                "name": name_cell(cid, names.get(cid, "?"), colors.get(cid, "#333")),
                 **_values(a, k_clean, index, "clean"),
                 **_values(a, k_other, index, "corrupted"),
             }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -46,6 +47,18 @@ def checkpoint_colors(ids: Iterable[int]) -> dict[int, str]:
     """One color per checkpoint id, by rank among the ids: the same selection always gets the same colors."""
     unique = sorted(set(ids))
     return {cid: PALETTE[i] if i < len(PALETTE) else _extra_color(i) for i, cid in enumerate(unique)}
+
+
+def entry_colors(entries: Sequence[CheckpointSummary], colors: Mapping[int, str] | None) -> Mapping[int, str]:
+    """``colors`` when the page gave them, else :func:`checkpoint_colors` of the entries' ids."""
+    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
+
+
+def finite(value: object) -> float | None:
+    """A finite number from a JSON summary as ``float``; anything else (None, NaN, bool, text): ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def empty_figure(message: str) -> go.Figure:

@@ -13,32 +13,22 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure
+from dashboard.figures.common import CheckpointSummary, empty_figure, entry_colors, finite
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
 CONFUSION_COLORSCALE = "Blues"
-
-
-def _colors(entries: Sequence[CheckpointSummary], colors: dict[int, str] | None) -> dict[int, str]:
-    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def accuracy_bars(entries: Sequence[CheckpointSummary], colors: dict[int, str] | None = None) -> go.Figure:
     """Grouped bars: accuracy and calibration (1 - ECE), one bar per checkpoint in each group."""
     if not entries:
         return empty_figure("no evaluate results yet")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     metrics = ["accuracy", "1 − ECE"]
     fig = go.Figure()
     for e in entries:
-        acc = _number(e.summary.get("accuracy"))
-        ece = _number(e.summary.get("ece"))
+        acc = finite(e.summary.get("accuracy"))
+        ece = finite(e.summary.get("ece"))
         fig.add_bar(
             x=metrics,
             y=[acc, None if ece is None else 1.0 - ece],
@@ -57,10 +47,10 @@ def per_class_accuracy(
     """One line per checkpoint over the classes, on one shared 0-100% axis; absent classes are gaps."""
     if not entries:
         return empty_figure("no evaluate results yet")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     fig = go.Figure()
     for e in entries:
-        values = [_number(v) for v in e.summary.get("per_class_accuracy") or []]
+        values = [finite(v) for v in e.summary.get("per_class_accuracy") or []]
         fig.add_scatter(
             x=list(range(len(values))),
             y=values,

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure, plain
+from dashboard.figures.common import (
+    CheckpointSummary,
+    empty_figure,
+    entry_colors,
+    finite,
+    plain,
+)
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 GROUPED_MAX = 6  # eigenvalue bars: grouped up to this many checkpoints, small multiples beyond
@@ -34,18 +40,8 @@ OUTLIER_TICK = dict(symbol="line-ns-open", size=14, line=dict(width=2))
 NO_RESULTS = "no hessian results yet"
 
 
-def _colors(entries: Sequence[CheckpointSummary], colors: dict[int, str] | None) -> dict[int, str]:
-    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _numbers(values: object) -> list[float | None]:
-    return [_number(v) for v in values] if isinstance(values, list) else []
+    return [finite(v) for v in values] if isinstance(values, list) else []
 
 
 def _outliers(summary: dict) -> list[float]:
@@ -132,7 +128,7 @@ def eigenvalue_bars(
     ]
     if not entries:
         return empty_figure("no eigenvalues to show")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     categories = _eigen_categories(entries)
     grouped = len(entries) <= GROUPED_MAX if grouped is None else grouped
     title = "Eigenvalues: top (solid: outlier, faded: bulk) and most negative (hatched)"
@@ -156,7 +152,7 @@ def eigenvalue_bars(
     )
     for i, e in enumerate(entries):
         fig.add_bar(showlegend=False, **_eigen_bars(e, colors[e.checkpoint_id]), **_cell(i, cols))
-        edge = _number(e.summary.get("bulk_edge"))
+        edge = finite(e.summary.get("bulk_edge"))
         if edge is not None:
             fig.add_hline(y=edge, line=dict(dash="dash", width=1, color="#616e7c"), **_cell(i, cols))
     fig.update_xaxes(categoryorder="array", categoryarray=categories, tickangle=-45, tickfont_size=9)
@@ -173,8 +169,8 @@ def eigenvalue_bars(
 # -- against sparsity ---------------------------------------------------------------------------------
 
 _TRENDS = (
-    ("λ1 (top eigenvalue)", lambda s: _number((s.get("top_eigenvalues") or [None])[0]), lambda s: None),
-    ("trace", lambda s: _number(s.get("trace")), lambda s: _number(s.get("trace_stderr"))),
+    ("λ1 (top eigenvalue)", lambda s: finite((s.get("top_eigenvalues") or [None])[0]), lambda s: None),
+    ("trace", lambda s: finite(s.get("trace")), lambda s: finite(s.get("trace_stderr"))),
     ("outliers", lambda s: float(len(_outliers(s))), lambda s: None),
 )
 
@@ -195,13 +191,13 @@ def sparsity_trends(
         (
             (100 * sparsity[e.checkpoint_id], e)
             for e in entries
-            if _number(sparsity.get(e.checkpoint_id)) is not None
+            if finite(sparsity.get(e.checkpoint_id)) is not None
         ),
         key=lambda p: p[0],
     )
     if not placed:
         return empty_figure("no hessian results with a known sparsity")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     fig = make_subplots(
         rows=1,
         cols=len(_TRENDS),
@@ -320,7 +316,7 @@ def density_overlay(
     if scale is None:
         return empty_figure("no spectral densities (density_vectors = 0, or no results yet)")
     floor, y_range = scale
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     fig = go.Figure()
     for e in with_density:
         x, y = _density(e.summary)
@@ -370,7 +366,7 @@ def density_multiples(
     if not entries or scale is None:
         return empty_figure("no spectral densities (density_vectors = 0, or no results yet)")
     floor, y_range = scale
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     rows, cols = _grid(len(entries), columns)
     titles = []
     for e in entries:
@@ -409,7 +405,7 @@ def density_multiples(
             **cell,
         )
         fig.add_scatter(**_ticks(e, floor, color, **cell))
-        edge = _number(e.summary.get("bulk_edge"))
+        edge = finite(e.summary.get("bulk_edge"))
         if edge is not None:
             fig.add_vline(x=edge, line=dict(dash="dash", width=1, color="#9aa5b1"), **cell)
     fig.update_yaxes(type="log", range=y_range, exponentformat="power", tickfont_size=9)
@@ -439,7 +435,7 @@ def per_layer_groups(entries: Sequence[CheckpointSummary]) -> list[str]:
 def _layer_cell(entry: dict | None) -> tuple[float | None, str]:
     if not isinstance(entry, dict):
         return None, "absent"
-    top = _number((entry.get("top_eigenvalues") or [None])[0])
+    top = finite((entry.get("top_eigenvalues") or [None])[0])
     n = entry.get("n_params")
     text = "no eigenvalue" if top is None else f"λ1 = {top:.4g}"
     if isinstance(n, int):

@@ -28,7 +28,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure, plain
+from dashboard.figures.common import (
+    CheckpointSummary,
+    empty_figure,
+    entry_colors,
+    finite,
+    plain,
+)
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 COLORSCALE = "Viridis"
@@ -39,16 +45,6 @@ METRICS = {"loss": "loss", "accuracy": "accuracy"}
 
 
 # ----------------------------------------------------------------------------------------- input
-
-
-def _colors(entries: Sequence[CheckpointSummary], colors: Mapping[int, str] | None) -> Mapping[int, str]:
-    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _array(values: object, ndim: int) -> np.ndarray | None:
@@ -120,7 +116,7 @@ class Grid:
         loss = _matrix(summary.get("loss"), len(alpha), len(beta))
         if loss is None or not np.isfinite(loss).any():
             return None
-        return cls(alpha, beta, loss, _number(summary.get("center_loss")))
+        return cls(alpha, beta, loss, finite(summary.get("center_loss")))
 
     def values(self, log: bool) -> np.ndarray:
         """The plotted values, (beta, alpha) for Plotly's z[y][x]; log10 of the loss if ``log``."""
@@ -174,7 +170,7 @@ def contour_grid(
     pairs = _usable_grids(entries)
     if not pairs:
         return empty_figure("no 2D landscape results yet")
-    colors = _colors([e for e, _ in pairs], colors)
+    colors = entry_colors([e for e, _ in pairs], colors)
     zmin, zmax = _scale([g for _, g in pairs], log)
     cols = max(1, min(columns, len(pairs)))
     rows = math.ceil(len(pairs) / cols)
@@ -315,11 +311,11 @@ def curves_1d(
     drawn = [(e, c) for e in _of_mode(entries, "1d") if (c := _curve(e.summary, metric)) is not None]
     if not drawn:
         return empty_figure(f"no 1D landscape {metric} yet")
-    colors = _colors([e for e, _ in drawn], colors)
+    colors = entry_colors([e for e, _ in drawn], colors)
     fig = go.Figure()
     value = "%{y:.2%}" if metric == "accuracy" else "%{y:.4g}"
     for e, (alpha, values) in drawn:
-        curvature = _number(e.summary.get("curvature"))
+        curvature = finite(e.summary.get("curvature"))
         sharp = "" if curvature is None else f"<br>curvature at 0: {curvature:.4g}"
         fig.add_scatter(
             x=_json_list(alpha),
@@ -355,7 +351,7 @@ def barrier(alpha: np.ndarray, values: np.ndarray) -> tuple[float, int] | None:
 
 def _barrier_value(summary: dict, key: str, alpha: np.ndarray, values: np.ndarray) -> float | None:
     """The summary's barrier (the engine's, on all its points) if finite, else computed from the curve."""
-    stored = _number(summary.get(key))
+    stored = finite(summary.get(key))
     if stored is not None:
         return stored
     found = barrier(alpha, values)
@@ -393,7 +389,7 @@ def interpolation_curves(
     ]
     if not drawn:
         return empty_figure("no interpolation results yet")
-    colors = _colors([e for e, _ in drawn], colors)
+    colors = entry_colors([e for e, _ in drawn], colors)
     few = len(drawn) <= ANNOTATE_MAX
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=["loss", "error (1 − accuracy)"], horizontal_spacing=0.1
@@ -526,10 +522,10 @@ def curvatures(summary: dict) -> dict[str, float]:
     """The curvature(s) at the centre by direction: {"1D": c} or {"2D α": ca, "2D β": cb}."""
     mode, value = summary.get("mode"), summary.get("curvature")
     if mode == "1d":
-        c = _number(value)
+        c = finite(value)
         return {} if c is None else {"1D": c}
     if mode == "2d" and isinstance(value, list) and len(value) == 2:
-        pairs = zip(("2D α", "2D β"), map(_number, value), strict=True)
+        pairs = zip(("2D α", "2D β"), map(finite, value), strict=True)
         return {k: v for k, v in pairs if v is not None}
     return {}
 
@@ -551,10 +547,10 @@ def sharpness_vs_sparsity(
         if e.checkpoint_id in checkpoints and isinstance(e.summary, dict)
         for kind, c in curvatures(e.summary).items()
     ]
-    points = [p for p in points if _number(p[3]) is not None]
+    points = [p for p in points if finite(p[3]) is not None]
     if not points:
         return empty_figure("no curvature from 1D or 2D slices yet")
-    colors = _colors([p[0] for p in points], colors)
+    colors = entry_colors([p[0] for p in points], colors)
     fig = go.Figure()
     for kind, symbol in SYMBOLS.items():
         mine = sorted((p for p in points if p[1] == kind), key=lambda p: p[3])

@@ -14,17 +14,11 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import empty_figure
+from dashboard.figures.common import empty_figure, finite
 
 ANALYSES = ("evaluate", "robustness", "hessian", "landscape")
 METHOD_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=70, b=50), legend_title_text="method")
-
-
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _get(results: Mapping[str, Any], analysis: str, *keys: Any) -> Any:
@@ -40,16 +34,16 @@ def _get(results: Mapping[str, Any], analysis: str, *keys: Any) -> Any:
 
 
 def _clean_accuracy(r: Mapping[str, Any]) -> float | None:
-    found = _num(_get(r, "evaluate", "accuracy"))
-    return found if found is not None else _num(_get(r, "robustness", "clean", "accuracy"))
+    found = finite(_get(r, "evaluate", "accuracy"))
+    return found if found is not None else finite(_get(r, "robustness", "clean", "accuracy"))
 
 
 def _sharpness(r: Mapping[str, Any]) -> float | None:
     """Curvature at the centre: the 1D slice's, else the mean of the 2D slice's two axes."""
-    one = _num(_get(r, "landscape", "1d", "curvature"))
+    one = finite(_get(r, "landscape", "1d", "curvature"))
     if one is not None:
         return one
-    two = [_num(v) for v in (_get(r, "landscape", "2d", "curvature") or []) if _num(v) is not None]
+    two = [finite(v) for v in (_get(r, "landscape", "2d", "curvature") or []) if finite(v) is not None]
     return sum(two) / len(two) if two else None
 
 
@@ -66,18 +60,20 @@ METRICS = (
     Metric(
         "corrupted_accuracy",
         "mean corrupted accuracy",
-        lambda r: _num(_get(r, "robustness", "mean_corruption_accuracy")),
+        lambda r: finite(_get(r, "robustness", "mean_corruption_accuracy")),
         True,
     ),
     Metric(
-        "top_eigenvalue", "top Hessian eigenvalue", lambda r: _num(_get(r, "hessian", "top_eigenvalues", 0))
+        "top_eigenvalue", "top Hessian eigenvalue", lambda r: finite(_get(r, "hessian", "top_eigenvalues", 0))
     ),
-    Metric("trace", "Hessian trace", lambda r: _num(_get(r, "hessian", "trace"))),
+    Metric("trace", "Hessian trace", lambda r: finite(_get(r, "hessian", "trace"))),
     Metric(
-        "barrier", "loss barrier to parent", lambda r: _num(_get(r, "landscape", "interpolation", "barrier"))
+        "barrier",
+        "loss barrier to parent",
+        lambda r: finite(_get(r, "landscape", "interpolation", "barrier")),
     ),
     Metric("sharpness", "curvature at the centre", _sharpness),
-    Metric("nc1", "NC1", lambda r: _num(_get(r, "robustness", "neural_collapse", "nc1"))),
+    Metric("nc1", "NC1", lambda r: finite(_get(r, "robustness", "neural_collapse", "nc1"))),
 )
 
 
@@ -94,7 +90,7 @@ def overview_rows(
         row = {
             "id": cid,
             "name": c["name"],
-            "sparsity": _num(c.get("sparsity")),
+            "sparsity": finite(c.get("sparsity")),
             "method": c.get("pruning_method") or ("dense" if c.get("parent_id") is None else "unknown"),
             "parent_id": c.get("parent_id"),
             "missing": [a for a in ANALYSES if not r.get(a)],

@@ -34,7 +34,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure, plain
+from dashboard.figures.common import (
+    CheckpointSummary,
+    empty_figure,
+    entry_colors,
+    finite,
+    plain,
+)
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 CLEAN = "clean"
@@ -51,16 +57,6 @@ CKA_SAMPLES = 1000  # CKA on this many shared clean samples at most (cost: sampl
 
 
 # ----------------------------------------------------------------------------------------- input
-
-
-def _colors(entries: Sequence[CheckpointSummary], colors: Mapping[int, str] | None) -> Mapping[int, str]:
-    return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def corruption_names(entries: Sequence[CheckpointSummary]) -> list[str]:
@@ -87,12 +83,12 @@ def severities(entries: Sequence[CheckpointSummary]) -> list[int]:
 def condition_accuracy(summary: dict, corruption: str, severity: int | None = None) -> float | None:
     """Accuracy under ``corruption`` at ``severity``, or the mean over the severities present (``None``)."""
     if corruption == CLEAN:
-        return _number((summary.get("clean") or {}).get("accuracy"))
+        return finite((summary.get("clean") or {}).get("accuracy"))
     levels = (summary.get("corruptions") or {}).get(corruption)
     if not isinstance(levels, dict):
         return None
     picked = levels.values() if severity is None else [levels.get(str(severity))]
-    values = [_number(v.get("accuracy")) for v in picked if isinstance(v, dict)]
+    values = [finite(v.get("accuracy")) for v in picked if isinstance(v, dict)]
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
@@ -139,7 +135,7 @@ def severity_curves(
     names = corruption_names(entries)
     if not entries or not names:
         return empty_figure("no robustness results with corruptions yet")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     levels = severities(entries)
     cols = max(1, min(columns, len(names)))
     rows = math.ceil(len(names) / cols)
@@ -177,7 +173,7 @@ def _float_keys(dicts: Sequence[dict]) -> list[str]:
     keys: dict[str, None] = {}
     for d in dicts:
         keys.update((k, None) for k, v in d.items() if isinstance(v, float) or v is None)
-    return [k for k in keys if any(_number(d.get(k)) is not None for d in dicts)]
+    return [k for k in keys if any(finite(d.get(k)) is not None for d in dicts)]
 
 
 def collapse_bars(
@@ -192,7 +188,7 @@ def collapse_bars(
     keys = _float_keys([nc for _, nc in found])
     if not keys:
         return empty_figure("no neural-collapse values in these results")
-    colors = _colors(entries, colors)
+    colors = entry_colors(entries, colors)
     cols = max(1, min(columns, len(keys)))
     rows = math.ceil(len(keys) / cols)
     fig = make_subplots(
@@ -202,7 +198,7 @@ def collapse_bars(
     for i, key in enumerate(keys):
         fig.add_bar(
             x=labels,
-            y=[_number(nc.get(key)) for _, nc in found],
+            y=[finite(nc.get(key)) for _, nc in found],
             marker_color=[colors[e.checkpoint_id] for e, _ in found],
             showlegend=False,
             hovertemplate=f"%{{x}}<br>{plain(key)}: %{{y:.4g}}<extra></extra>",
@@ -225,7 +221,7 @@ def dead_relu_heatmap(entries: Sequence[CheckpointSummary]) -> go.Figure:
     for _, d in found:
         layers.update((str(k), None) for k in d)
     columns = list(layers)
-    z = [[_number(d.get(layer)) for layer in columns] for _, d in found]
+    z = [[finite(d.get(layer)) for layer in columns] for _, d in found]
     fig = go.Figure(
         go.Heatmap(
             z=z,
