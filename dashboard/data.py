@@ -193,14 +193,11 @@ def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None)
 
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status."""
-    out: dict[int, dict] = {}
     with _session() as session:
-        for cid in checkpoint_ids:
-            for job in jobs.list_all(session=session, checkpoint_id=cid, analysis=analysis, limit=50):
-                if job.dataset_id == dataset_id:
-                    out[cid] = _job(job)
-                    break
-    return out
+        found = jobs.latest_jobs(
+            session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
+        )
+        return {cid: _job(job) for cid, job in found.items()}
 
 
 def default_dataset(analysis: str, checkpoint_ids: list[int]) -> int | None:

@@ -7,7 +7,7 @@ import json
 import logging
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.checkpoints.models import Checkpoint
@@ -251,18 +251,27 @@ def succeeded_results(
     return [(job, res) for job, res in session.execute(stmt)]
 
 
+def latest_jobs(
+    *, session: Session, analysis: str, checkpoint_ids: list[int], dataset_id: int | None
+) -> dict[int, Job]:
+    """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status (one query)."""
+    newest = (
+        select(func.max(Job.id))
+        .where(
+            Job.analysis == analysis,
+            Job.checkpoint_id.in_(checkpoint_ids),
+            Job.dataset_id == dataset_id if dataset_id is not None else Job.dataset_id.is_(None),
+        )
+        .group_by(Job.checkpoint_id)
+    )
+    return {job.checkpoint_id: job for job in session.scalars(select(Job).where(Job.id.in_(newest)))}
+
+
 def latest_results(
     *, session: Session, analysis: str, checkpoint_ids: list[int], dataset_id: int | None = None
 ) -> dict[int, tuple[Job, Result]]:
     """The newest succeeded result of ``analysis`` per checkpoint (what the compare page shows)."""
-    stmt = (
-        select(Job, Result)
-        .join(Result, Result.job_id == Job.id)
-        .where(
-            Job.analysis == analysis, Job.checkpoint_id.in_(checkpoint_ids), Job.status == JobStatus.succeeded
-        )
-        .order_by(Job.id)
+    found = succeeded_results(
+        session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
     )
-    if dataset_id is not None:
-        stmt = stmt.where(Job.dataset_id == dataset_id)
-    return {job.checkpoint_id: (job, res) for job, res in session.execute(stmt)}
+    return {job.checkpoint_id: (job, res) for job, res in found}  # oldest first: the newest wins

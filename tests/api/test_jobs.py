@@ -185,3 +185,25 @@ def test_write_endpoints_need_the_api_token_when_set(db_url, make_settings):
 def test_health_reports_database_and_queue(client):
     body = client.get("/api/health").json()
     assert body == {**body, "status": "ok", "database": "ok", "queue": "ok"}
+
+
+def test_latest_jobs_picks_the_newest_per_checkpoint_on_that_dataset(
+    client, app_settings, two_checkpoints, digits_id
+):
+    from server.db import session_scope
+    from server.jobs import service
+
+    other = client.post("/api/datasets", json={"builtin": "synthetic"}).json()["id"]
+    a, b = two_checkpoints
+    old = _submit(client, [a], digits_id).json()[0]
+    new = _submit(client, [a], digits_id, max_samples=50).json()[0]
+    elsewhere = _submit(client, [a, b], other).json()
+    with session_scope(app_settings.resolved_database_url, write=False) as session:
+        found = service.latest_jobs(
+            session=session, analysis="evaluate", checkpoint_ids=[a, b], dataset_id=digits_id
+        )
+        assert {cid: j.id for cid, j in found.items()} == {a: new["id"]} and old["id"] < new["id"]
+        on_other = service.latest_jobs(
+            session=session, analysis="evaluate", checkpoint_ids=[a, b], dataset_id=other
+        )
+        assert {cid: j.id for cid, j in on_other.items()} == {a: elsewhere[0]["id"], b: elsewhere[1]["id"]}
