@@ -15,6 +15,8 @@ back first, and refused with a clear message if they do not lie in [0, 1].
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,8 +213,6 @@ def robustness(
 
 def copy_model(model: nn.Module, device: torch.device) -> nn.Module:
     """A float32 copy on ``device`` (the cached model is shared with other jobs and must not change)."""
-    import copy
-
     return copy.deepcopy(model).to(device=device, dtype=torch.float32)
 
 
@@ -228,24 +228,24 @@ def _seed(seed: int, condition: int, batch: int) -> int:
     return (seed * 1_000_003 + condition * 10_007 + batch) % (2**62)
 
 
-def _to_pixels(x: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+def _unnormalize(x: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+    """``x * std + mean``: the pixels the data set's normalisation was applied to."""
     pixels = x * std if std is not None else x
-    pixels = pixels + mean if mean is not None else pixels
-    return pixels.clamp(0.0, 1.0)
+    return pixels + mean if mean is not None else pixels
+
+
+def _to_pixels(x: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+    return _unnormalize(x, mean, std).clamp(0.0, 1.0)
 
 
 def _check_pixels(x: Tensor, mean: Tensor | None, std: Tensor | None) -> None:
     """Refuse data whose images do not lie in [0, 1] once the normalisation is undone (checked once)."""
-    lo = hi = None
-    for start in range(0, int(x.shape[0]), 4096):
-        chunk = x[start : start + 4096].to(dtype=torch.float32)
-        if mean is not None or std is not None:
-            chunk = chunk.to(device=(mean if mean is not None else std).device)
-            chunk = chunk * std if std is not None else chunk
-            chunk = chunk + mean if mean is not None else chunk
-        lo = float(chunk.min()) if lo is None else min(lo, float(chunk.min()))
-        hi = float(chunk.max()) if hi is None else max(hi, float(chunk.max()))
-    if lo is not None and (lo < -PIXEL_SLACK or hi > 1 + PIXEL_SLACK):
+    device = next((t.device for t in (mean, std) if t is not None), x.device)
+    lo, hi = math.inf, -math.inf
+    for chunk in x.split(4096):
+        low, high = torch.aminmax(_unnormalize(chunk.to(device=device, dtype=torch.float32), mean, std))
+        lo, hi = min(lo, float(low)), max(hi, float(high))
+    if lo < -PIXEL_SLACK or hi > 1 + PIXEL_SLACK:
         raise ValueError(
             f"corruptions need pixels in [0, 1], but this data set's images span [{lo:.3g}, {hi:.3g}] after "
             "undoing its normalisation; upload images as uint8 pixels or floats in [0, 1] with mean/std"
