@@ -16,7 +16,10 @@ Measures, on a randomly initialised model in eval mode and random CIFAR-shaped s
   default tolerance may stop it sooner) and ``density(iter, n_v)`` as PruneScope's (with a shim for the
   removed ``torch.eig``), its products counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
 Errors are the largest relative deviation from the reference over the top-k (each list sorted descending).
-The last line is ``hessian_speedup_vs_pyhessian_top5: <PyHessian seconds / PruneScope seconds>``.
+PruneScope's top-k runs once untimed first (PyHessian, run last, finds the process as warm). The line before
+the last, ``hessian_speedup_vs_pyhessian_top5_equal_accuracy``, takes the fastest of the ``--tol`` and
+``--also-tol`` runs whose error is at most PyHessian's. The last line is
+``hessian_speedup_vs_pyhessian_top5: <PyHessian seconds / PruneScope seconds>`` at ``--tol``.
 """
 
 from __future__ import annotations
@@ -223,6 +226,10 @@ def main() -> None:
         seed=args.seed,
         hvp_method=args.method,
     )
+    # an untimed run first: PyHessian, run last, likewise finds the allocator and libraries warmed up
+    hessian_spectrum(
+        model, x, y, top_k=args.top, n_negative=0, tol=0.1, trace_probes=0, density_vectors=0, **common
+    )
     res = hessian_spectrum(
         model, x, y, top_k=args.top, n_negative=0, tol=args.tol, trace_probes=0, density_vectors=0, **common
     )
@@ -276,6 +283,7 @@ def main() -> None:
         (f"top-{args.top} eigenvalues", _fmt(res.top_eigenvalues), _fmt(ph["top"][0]) if ph else "n/a"),
         (f"top-{args.top} max rel. error", err(res.top_eigenvalues), err(ph["top"][0]) if ph else "n/a"),
         ("top residual / max", f"{max(res.residuals) / res.top_eigenvalues[0]:.1e}", "not reported"),
+        ("top error estimate / max", f"{max(res.errors) / res.top_eigenvalues[0]:.1e}", "not reported"),
         ("trace", f"{tr.value:.4g} +- {tr.stderr:.2g}", f"{ph['trace'][0]:.4g}" if ph else "n/a"),
         (
             "trace seconds (HVPs)",
@@ -302,6 +310,18 @@ def main() -> None:
     width = [max(len(r[i]) for r in table) for i in range(3)]
     for r in table:
         print(" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
+    if ph and ref:
+        # the fastest run at least as accurate as PyHessian's (the issue compares at equal accuracy)
+        ph_err = _rel_error(ph["top"][0], ref[0])
+        runs = [(args.tol, res)] + loose
+        fair = [(r.seconds, tol, _rel_error(r.top_eigenvalues, ref[0])) for tol, r in runs]
+        fair = [f for f in fair if f[2] <= ph_err]
+        if fair:
+            seconds, tol, error = min(fair)
+            print(
+                f"hessian_speedup_vs_pyhessian_top5_equal_accuracy: {ph['top'][1] / seconds:.2f} "
+                f"(tol {tol:g}: error {error:.1e} against PyHessian's {ph_err:.1e})"
+            )
     speedup = ph["top"][1] / res.seconds if ph else float("nan")
     print(f"hessian_speedup_vs_pyhessian_top5: {speedup:.2f}")
     sys.stdout.flush()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.hessian.conftest import Case
 from workers.hessian.hvp import hessian_operator
-from workers.hessian.lanczos import lanczos
+from workers.hessian.lanczos import error_estimates, lanczos, ritz
 
 CPU = torch.device("cpu")
 
@@ -27,7 +28,10 @@ def test_top_k_and_most_negative_match_eigvalsh(case: Case):
     torch.testing.assert_close(res.bottom, expected_bottom, rtol=1e-6, atol=1e-9)
     assert bool((res.bottom < 0).all())  # these models are not at a minimum
     scale = case.eigenvalues.abs().max()
-    assert bool((res.top_residuals <= 1e-10 * scale * 1.01).all())
+    assert bool((res.top_errors <= 1e-10 * scale * 1.01).all())
+    assert bool((res.bottom_errors <= 1e-10 * scale * 1.01).all())
+    # the residual is a guaranteed bound on the distance to a true eigenvalue
+    assert bool(((res.top - expected_top).abs() <= res.top_residuals + 1e-12).all())
 
 
 def test_top_ritz_vector_is_an_eigenvector(cnn_case: Case):
@@ -61,6 +65,53 @@ def test_stops_on_the_residual_tolerance_well_before_n():
     )
     assert res.converged and res.iterations < 60
     torch.testing.assert_close(res.top, torch.tensor([100.0, 50.0, 25.0], dtype=torch.float64))
+
+
+def test_error_estimates_bound_the_true_errors_along_the_run(case: Case):
+    """At every step, min(r, r^2 / gap) is at least each converging top Ritz value's actual error."""
+    op = hessian_operator(case.model, case.x, case.y, batch_size=16, device=CPU, dtype=torch.float64)
+    expected = case.eigenvalues.flip(0)[:3]
+    res = lanczos(op.matvec, op.n, k=3, max_iter=400, tol=1e-12, generator=_gen(), dtype=torch.float64)
+    checked = 0
+    for j in range(6, res.iterations + 1):
+        theta, s = ritz(res.alpha[:j], res.beta[:j])
+        r = res.beta[j - 1] * s[-1].abs()
+        est = error_estimates(theta, r).flip(0)[:3]
+        err = (theta.flip(0)[:3] - expected).abs()
+        small = r.flip(0)[:3] < 1e-2 * float(expected[0])  # once a value has begun to converge
+        assert bool((err[small] <= est[small] * 1.001 + 1e-12).all()), j
+        checked += int(small.sum())
+    assert checked > 10
+
+
+def test_error_estimate_is_the_squared_residual_over_the_gap():
+    theta = torch.tensor([0.0, 1.0, 5.0], dtype=torch.float64)
+    r = torch.tensor([0.5, 1e-3, 1e-4], dtype=torch.float64)
+    est = error_estimates(theta, r)
+    # 5.0: nearest neighbour 1.0 moved by its residual -> gap 4 - 1e-3
+    torch.testing.assert_close(est[2], torch.tensor(1e-8 / (4 - 1e-3), dtype=torch.float64))
+    # 1.0: neighbours 0.0 (moved by 0.5 -> 0.5) and 5.0 (-> 4 - 1e-4): gap 0.5
+    torch.testing.assert_close(est[1], torch.tensor(1e-6 / 0.5, dtype=torch.float64))
+    # 0.0: gap 1 - 1e-3, so r^2 / gap = 0.25 / 0.999 beats the residual 0.5
+    torch.testing.assert_close(est[0], torch.tensor(0.25 / (1 - 1e-3), dtype=torch.float64))
+    assert float(error_estimates(torch.tensor([2.0]), torch.tensor([0.1]))) == pytest.approx(0.1)
+
+
+def test_eigenvalue_criterion_needs_fewer_products_for_the_same_accuracy():
+    eigs = torch.cat([torch.tensor([10.0, 9.0, 8.0, 7.5, 7.0]), torch.linspace(-1, 5, 995)]).double()
+    runs = {
+        c: lanczos(
+            lambda v: eigs * v, 1000, k=5, tol=1e-6, generator=_gen(), dtype=torch.float64, criterion=c
+        )
+        for c in ("eigenvalue", "residual")
+    }
+    expected = torch.tensor([10.0, 9.0, 8.0, 7.5, 7.0], dtype=torch.float64)
+    for res in runs.values():
+        assert res.converged
+        assert float(((res.top - expected).abs() / expected).max()) <= 1e-6
+    assert runs["eigenvalue"].iterations < runs["residual"].iterations
+    with pytest.raises(ValueError, match="criterion"):
+        lanczos(lambda v: eigs * v, 1000, k=5, generator=_gen(), criterion="energy")  # type: ignore[arg-type]
 
 
 def test_reports_non_convergence_when_the_budget_runs_out():

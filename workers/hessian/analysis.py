@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from workers.analyses.evaluate import eval_mode
 from workers.hessian.density import SpectralDensity, slq
 from workers.hessian.hvp import HessianOperator, HVPMethod, hessian_operator, pruning_mask
 from workers.hessian.lanczos import lanczos
@@ -44,9 +43,11 @@ Progress = Callable[[float, str], None]
 @dataclass
 class HessianResult:
     top_eigenvalues: list[float]  # descending
-    residuals: list[float]  # ||H u - theta u|| of each top eigenvalue
+    residuals: list[float]  # ||H u - theta u|| of each top eigenvalue: a true eigenvalue lies that close
+    errors: list[float]  # min(r, r^2 / gap): the eigenvalue error estimate Lanczos stopped on
     negative_eigenvalues: list[float]  # ascending (most negative first)
     negative_residuals: list[float]
+    negative_errors: list[float]
     converged: bool
     lanczos_iterations: int
     trace: float | None
@@ -161,7 +162,7 @@ def hessian_spectrum(
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
     n_samples = min(int(x.shape[0]), max_samples)
     x, y = x[:n_samples], y[:n_samples]
-    mask = pruning_mask(model)
+    mask = pruning_mask(model, device=device)
     restrict = subspace == "unpruned" or (subspace == "auto" and not bool(mask.all()))
     op = hessian_operator(
         model,
@@ -173,7 +174,7 @@ def hessian_spectrum(
         mask=mask if restrict else None,
         method=hvp_method,
     )
-    num_classes = _num_classes(model, x[:1], device, dtype)
+    num_classes = op.num_outputs()
     k = top_k if top_k is not None else num_classes + 5
     groups = parameter_groups(model) if per_layer else {}
     planned = (
@@ -233,8 +234,10 @@ def hessian_spectrum(
     result = HessianResult(
         top_eigenvalues=_floats(top.top),
         residuals=_floats(top.top_residuals),
+        errors=_floats(top.top_errors),
         negative_eigenvalues=_floats(top.bottom),
         negative_residuals=_floats(top.bottom_residuals),
+        negative_errors=_floats(top.bottom_errors),
         converged=top.converged,
         lanczos_iterations=top.iterations,
         trace=trace,
@@ -295,18 +298,6 @@ def _density(
         op.matvec, op.n, vectors=vectors, iters=iters, rel_sigma=rel_sigma, grid=grid, generator=gen, **kw
     )
     return {"x": _floats(dens.x), "y": _floats(dens.y)}, dens
-
-
-def _num_classes(model: nn.Module, x1: Tensor, device: torch.device, dtype: torch.dtype) -> int:
-    params = {k: v.detach().to(device=device, dtype=dtype) for k, v in model.named_parameters()}
-    buffers = {
-        k: v.detach().to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-        for k, v in model.named_buffers()
-    }
-    xb = x1.to(device=device, dtype=dtype) if x1.is_floating_point() else x1.to(device)
-    with eval_mode(model), torch.no_grad():
-        logits = torch.func.functional_call(model, {**params, **buffers}, (xb,))  # (1, C)
-    return int(logits.shape[-1])
 
 
 def _per_layer(

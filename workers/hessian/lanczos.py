@@ -3,11 +3,17 @@
 Lanczos (1950) builds an orthonormal basis ``Q_j`` of the Krylov space ``span{q, Hq, ..., H^{j-1} q}`` in
 which ``H`` is the tridiagonal ``T_j = Q_j^T H Q_j`` (diagonal ``alpha``, off-diagonal ``beta``). The
 eigenvalues of ``T_j`` (Ritz values) converge to both ends of the spectrum first, and each comes with an
-exact residual norm for free: ``||H u_i - theta_i u_i|| = beta_j |s_{j,i}|`` with ``s_{j,i}`` the last
+exact residual norm for free: ``r_i = ||H u_i - theta_i u_i|| = beta_j |s_{j,i}|`` with ``s_{j,i}`` the last
 component of the ``i``-th eigenvector of ``T_j`` (Golub & Van Loan, "Matrix Computations", 4th ed.,
-section 10.1.4). Since ``H`` is symmetric, some true eigenvalue lies within that residual of each Ritz
-value (and within ``residual^2 / gap`` once it is separated by ``gap``), so the residuals are reported
-as the convergence measure and iteration stops once every wanted one is below ``tol * max|theta|``.
+section 10.1.4). Since ``H`` is symmetric, some true eigenvalue lies within ``r_i`` of each Ritz value, and
+within ``r_i^2 / gap_i`` once the rest of the spectrum is ``gap_i`` away (Parlett, "The Symmetric Eigenvalue
+Problem", theorem 11.7.1). The eigenvalue error thus shrinks as the *square* of the residual. By default
+iteration stops once every wanted value's error estimate ``min(r_i, r_i^2 / gap_i)`` is below
+``tol * max|theta|``, with ``gap_i`` the distance to the nearest other Ritz value less that value's own
+residual (so an unconverged neighbour cannot make the gap look wider than it may be); ``criterion="residual"``
+asks the residuals themselves to pass, which costs about a third more products for the same eigenvalues
+(a ResNet-20 on 64 samples, float32: 27 against 34 products at ``tol=1e-4``, largest true relative errors
+1.4e-5 and 1.9e-6; 22 against 28 at ``1e-3``, 3.5e-4 and 7e-6).
 
 Every new vector is orthogonalised against the whole basis, twice (classical Gram-Schmidt, "twice is
 enough": Giraud, Langou & Rozloznik 2005). Without it, rounding makes converged Ritz values reappear as
@@ -25,15 +31,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from workers.hessian.trace import gaussian
 
-__all__ = ["LanczosResult", "lanczos", "lanczos_tridiagonal", "ritz"]
+__all__ = ["LanczosResult", "error_estimates", "lanczos", "lanczos_tridiagonal", "ritz"]
 
 MatVec = Callable[[Tensor], Tensor]
+INITIAL_ROWS = 32  # Lanczos basis rows allocated up front
 
 
 @dataclass
@@ -42,8 +50,10 @@ class LanczosResult:
 
     top: Tensor  # (k,) largest algebraic, descending
     top_residuals: Tensor  # (k,)
+    top_errors: Tensor  # (k,) eigenvalue error estimates min(r, r^2 / gap)
     bottom: Tensor  # (m,) smallest algebraic (most negative first), ascending
     bottom_residuals: Tensor  # (m,)
+    bottom_errors: Tensor  # (m,)
     top_vector: Tensor | None  # (n,) unit Ritz vector of top[0], in the operator's dtype and device
     alpha: Tensor  # (j,) diagonal of T_j
     beta: Tensor  # (j,) off-diagonal of T_j, then the last residual norm beta_j
@@ -59,6 +69,23 @@ def ritz(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
         off = beta[: j - 1].double()
         t += torch.diag(off, 1) + torch.diag(off, -1)
     return torch.linalg.eigh(t)
+
+
+def error_estimates(theta: Tensor, residuals: Tensor) -> Tensor:
+    """``min(r_i, r_i^2 / gap_i)``: Ritz values ``theta`` ``(j,)``' error estimates from residuals ``(j,)``.
+
+    ``gap_i = min_{l != i} (|theta_i - theta_l| - r_l)``: each neighbour is moved towards ``theta_i`` by its
+    own residual, the most its true eigenvalue can be closer. Where that leaves no gap the residual itself
+    is the estimate (the bound that needs no gap).
+    """
+    j = theta.numel()
+    if j < 2:
+        return residuals.clone()
+    dist = (theta[:, None] - theta[None, :]).abs() - residuals[None, :]  # (j, j)
+    dist.fill_diagonal_(float("inf"))
+    gap = dist.min(dim=1).values  # (j,)
+    squared = torch.where(gap > 0, residuals**2 / gap.clamp_min(torch.finfo(gap.dtype).tiny), residuals)
+    return torch.minimum(residuals, squared)
 
 
 def lanczos_tridiagonal(
@@ -78,7 +105,9 @@ def lanczos_tridiagonal(
     """
     n = start.numel()
     steps = min(steps, n)
-    basis = torch.empty(steps, n, dtype=start.dtype, device=start.device)  # (steps, n) rows q_0..q_{j-1}
+    # rows q_0..q_{j-1}; grown by doubling, so memory follows the steps taken rather than the budget
+    # (100 steps of a ResNet-18's 11.7M parameters would be 4.7 GB; top-5 stops near 20)
+    basis = torch.empty(min(steps, INITIAL_ROWS), n, dtype=start.dtype, device=start.device)
     basis[0] = start / torch.linalg.vector_norm(start)
     alphas: list[float] = []
     betas: list[float] = []
@@ -101,6 +130,10 @@ def lanczos_tridiagonal(
             break
         if stop is not None and stop(alpha, beta):
             break
+        if j + 1 == basis.shape[0]:
+            grown = torch.empty(min(2 * basis.shape[0], steps), n, dtype=basis.dtype, device=basis.device)
+            grown[: j + 1] = basis
+            basis = grown
         basis[j + 1] = w / b
     j = len(alphas)
     return torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64), basis[:j]
@@ -118,6 +151,7 @@ def lanczos(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     want_vector: bool = True,
+    criterion: Literal["eigenvalue", "residual"] = "eigenvalue",
 ) -> LanczosResult:
     """The ``k`` largest algebraic and ``n_smallest`` smallest algebraic eigenvalues of ``matvec``.
 
@@ -127,7 +161,9 @@ def lanczos(
         k: how many of the largest eigenvalues to return (at most the Krylov dimension reached).
         n_smallest: how many of the smallest (most negative) to return.
         max_iter: most products with ``H`` (capped at ``n``).
-        tol: stop once every wanted Ritz value's residual norm is at most ``tol * max|theta|``.
+        tol: stop once every wanted Ritz value's error estimate (``criterion="eigenvalue"``, the default:
+            ``min(r, r^2 / gap)``, see the module notes) or residual norm (``"residual"``) is at most
+            ``tol * max|theta|``.
         generator: seeds the Gaussian start vector (:func:`workers.hessian.trace.gaussian`: drawn on the
             CPU in float64 there, on the device elsewhere).
         want_vector: also return the top Ritz vector.
@@ -142,6 +178,8 @@ def lanczos(
         )
     if tol <= 0:
         raise ValueError(f"tol must be positive, got {tol}")
+    if criterion not in ("eigenvalue", "residual"):
+        raise ValueError(f"criterion must be 'eigenvalue' or 'residual', got {criterion!r}")
     start = gaussian(n, generator, dtype=dtype, device=device)  # (n,)
     wanted = k + n_smallest
 
@@ -151,6 +189,8 @@ def lanczos(
             return False
         theta, s = ritz(alpha, beta)
         res = beta[-1] * s[-1].abs()  # (j,) residual norms, ascending order of theta
+        if criterion == "eigenvalue":
+            res = error_estimates(theta, res)
         picked = torch.cat([res[:n_smallest], res[max(j - k, 0) :]])
         return bool((picked <= tol * theta.abs().max()).all())
 
@@ -162,6 +202,7 @@ def lanczos(
     j = alpha.numel()
     theta, s = ritz(alpha, beta)  # (j,), (j, j)
     res = beta[-1] * s[-1].abs()  # (j,)
+    err = error_estimates(theta, res)  # (j,)
     eps = torch.finfo(dtype).eps
     invariant = beta[-1] <= 10 * eps * max(float(theta.abs().max()), eps)
     done = bool(invariant) or j == n or converged(alpha, beta)
@@ -176,8 +217,10 @@ def lanczos(
     return LanczosResult(
         top=top.clone(),
         top_residuals=top_res.clone(),
+        top_errors=err.flip(0)[:kk].clone(),
         bottom=theta[:mm].clone(),
         bottom_residuals=res[:mm].clone(),
+        bottom_errors=err[:mm].clone(),
         top_vector=vector,
         alpha=alpha,
         beta=beta,
