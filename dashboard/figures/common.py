@@ -1,4 +1,5 @@
-"""What every figure shares: one color per checkpoint, plain-text labels, an empty placeholder."""
+"""What every figure shares: one color per checkpoint, plain-text labels, an empty placeholder, and the
+trace metadata that links a checkpoint's traces across figures (``assets/highlight.js``)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,17 @@ def checkpoint_colors(ids: Iterable[int]) -> dict[int, str]:
 def entry_colors(entries: Sequence[CheckpointSummary], colors: Mapping[int, str] | None) -> Mapping[int, str]:
     """``colors`` when the page gave them, else :func:`checkpoint_colors` of the entries' ids."""
     return colors if colors is not None else checkpoint_colors(e.checkpoint_id for e in entries)
+
+
+def checkpoint_meta(checkpoint_id: int) -> dict:
+    """Trace metadata for a trace that draws one checkpoint: hovering it highlights that checkpoint's
+    traces in every figure of the page and dims the others (``assets/highlight.js``)."""
+    return {"checkpoint": int(checkpoint_id)}
+
+
+def points_meta(checkpoint_ids: Iterable[int]) -> dict:
+    """Trace metadata for a trace whose points are each one checkpoint (a line per pruning method)."""
+    return {"checkpoints": [int(cid) for cid in checkpoint_ids]}
 
 
 def finite(value: object) -> float | None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, empty_figure, entry_colors, finite
+from dashboard.figures.common import CheckpointSummary, checkpoint_meta, empty_figure, entry_colors, finite
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
 CONFUSION_COLORSCALE = "Blues"
@@ -33,6 +33,7 @@ def accuracy_bars(entries: Sequence[CheckpointSummary], colors: dict[int, str] |
             x=metrics,
             y=[acc, None if ece is None else 1.0 - ece],
             name=e.label,
+            meta=checkpoint_meta(e.checkpoint_id),
             marker_color=colors[e.checkpoint_id],
             hovertemplate="%{x}: %{y:.2%}<extra>" + e.label + "</extra>",
         )
@@ -57,6 +58,7 @@ def per_class_accuracy(
             mode="lines+markers",
             connectgaps=False,
             name=e.label,
+            meta=checkpoint_meta(e.checkpoint_id),
             line_color=colors[e.checkpoint_id],
             hovertemplate="class %{x}: %{y:.2%}<extra>" + e.label + "</extra>",
         )
@@ -103,6 +105,7 @@ def confusion_grid(
             zmin=0.0,
             zmax=zmax,
             coloraxis="coloraxis",
+            meta=checkpoint_meta(e.checkpoint_id),
             hovertemplate="true %{y}, predicted %{x}: "
             + value
             + " (%{customdata} samples)<extra>"

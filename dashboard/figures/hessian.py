@@ -25,10 +25,12 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     CheckpointSummary,
+    checkpoint_meta,
     empty_figure,
     entry_colors,
     finite,
     plain,
+    points_meta,
 )
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
@@ -91,6 +93,7 @@ def _eigen_bars(e: CheckpointSummary, color: str, *, faded: bool = True) -> dict
         x=[_top_label(i) for i in range(len(top))] + [_negative_label(i) for i in range(len(neg))],
         y=top + neg,
         error_y=dict(type="data", array=errors, thickness=1, width=2),
+        meta=checkpoint_meta(e.checkpoint_id),
         customdata=[[k, "?" if r is None else f"{r:.2g}"] for k, r in zip(kinds, errors, strict=True)],
         marker=dict(
             color=color,
@@ -213,6 +216,7 @@ def sparsity_trends(
             y=[p[1] for p in points],
             error_y=dict(type="data", array=[p[2] or 0.0 for p in points], visible=any(p[2] for p in points)),
             text=[p[3].label for p in points],
+            meta=points_meta(p[3].checkpoint_id for p in points),
             mode="markers",
             marker=dict(
                 size=9,
@@ -297,6 +301,7 @@ def _ticks(e: CheckpointSummary, floor: float, color: str, **cell) -> dict:
         mode="markers",
         marker=dict(color=color, **OUTLIER_TICK),
         name=e.label + " outliers",
+        meta=checkpoint_meta(e.checkpoint_id),
         legendgroup=str(e.checkpoint_id),
         showlegend=False,
         hovertemplate="outlier λ = %{x:.4g}<extra>" + e.label + "</extra>",
@@ -327,6 +332,7 @@ def density_overlay(
             mode="lines",
             line=dict(color=color, width=1.5),
             name=e.label,
+            meta=checkpoint_meta(e.checkpoint_id),
             legendgroup=str(e.checkpoint_id),
             hovertemplate="λ %{x:.4g}: density %{y:.3g}<extra>" + e.label + "</extra>",
         )
@@ -400,6 +406,7 @@ def density_multiples(
             y=[max(v, floor) for v in y],
             mode="lines",
             line=dict(color=color, width=1.2),
+            meta=checkpoint_meta(e.checkpoint_id),
             showlegend=False,
             hovertemplate="λ %{x:.4g}: density %{y:.3g}<extra>" + e.label + "</extra>",
             **cell,

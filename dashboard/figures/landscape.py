@@ -30,10 +30,12 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     CheckpointSummary,
+    checkpoint_meta,
     empty_figure,
     entry_colors,
     finite,
     plain,
+    points_meta,
 )
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
@@ -199,6 +201,7 @@ def contour_grid(
             line=dict(width=0.5, color="rgba(255,255,255,0.5)"),
             hoverongaps=False,
             name=e.label,
+            meta=checkpoint_meta(e.checkpoint_id),
             hovertemplate=hover + e.label + "</extra>",
             row=row,
             col=col,
@@ -323,6 +326,7 @@ def curves_1d(
             mode="lines",
             connectgaps=False,
             name=e.label,
+            meta=checkpoint_meta(e.checkpoint_id),
             line_color=colors[e.checkpoint_id],
             hovertemplate=f"α %{{x:.3g}}: {metric} {value}{sharp}<br>{direction_text(e.summary)}"
             f"<extra>{e.label}</extra>",
@@ -400,7 +404,9 @@ def interpolation_curves(
         color = colors[e.checkpoint_id]
         b = _barrier_value(e.summary, "barrier", alpha, loss)
         name = f"{e.label} → {target}" + ("" if b is None else f" · barrier {b:.3g}")
-        group = dict(legendgroup=str(e.checkpoint_id), showlegend=False, row=1)
+        group = dict(
+            legendgroup=str(e.checkpoint_id), showlegend=False, row=1, meta=checkpoint_meta(e.checkpoint_id)
+        )
         fig.add_scatter(
             x=_json_list(alpha),
             y=_json_list(loss),
@@ -572,6 +578,7 @@ def sharpness_vs_sparsity(
             legendgroup=kind,
             showlegend=False,
             text=[p[0].label for p in mine],
+            meta=points_meta(p[0].checkpoint_id for p in mine),
             customdata=[direction_text(p[0].summary) for p in mine],
             marker=dict(symbol=symbol, size=11, color=[colors[p[0].checkpoint_id] for p in mine]),
             hovertemplate="%{text}<br>sparsity %{x:.1%}, curvature %{y:.4g}<br>%{customdata}"

@@ -36,10 +36,12 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     CheckpointSummary,
+    checkpoint_meta,
     empty_figure,
     entry_colors,
     finite,
     plain,
+    points_meta,
 )
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
@@ -155,6 +157,7 @@ def severity_curves(
                 y=y,
                 mode="lines+markers",
                 name=e.label,
+                meta=checkpoint_meta(e.checkpoint_id),
                 legendgroup=str(e.checkpoint_id),
                 showlegend=i == 0,
                 line=dict(color=colors[e.checkpoint_id], width=1.5),
@@ -200,6 +203,7 @@ def collapse_bars(
             x=labels,
             y=[finite(nc.get(key)) for _, nc in found],
             marker_color=[colors[e.checkpoint_id] for e, _ in found],
+            meta=points_meta(e.checkpoint_id for e, _ in found),
             showlegend=False,
             hovertemplate=f"%{{x}}<br>{plain(key)}: %{{y:.4g}}<extra></extra>",
             row=i // cols + 1,
@@ -492,6 +496,7 @@ def checkpoint_embedding(
             x=[x],
             y=[y],
             customdata=[cid],
+            meta=checkpoint_meta(cid),
             mode="markers+text" if len(ids) <= 12 else "markers",
             text=[labels[cid]],
             textposition="top center",

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
-from dashboard.components.overview import overview_view
-from dashboard.figures.overview import metrics_vs_sparsity, overview_rows
+from dashboard import data
+from dashboard.components.overview import (
+    DIFF_SUFFIX,
+    QUEUE_BUTTON,
+    column_defs,
+    grid_rows,
+    missing_by_analysis,
+    overview_view,
+    queue_missing,
+)
+from dashboard.figures import evaluate as fig_evaluate
+from dashboard.figures.common import CheckpointSummary, checkpoint_colors
+from dashboard.figures.overview import METRICS, difference_rows, metrics_vs_sparsity, overview_rows
+from server.app import create_app
+from tests.conftest import state_dict_bytes
 
 CHECKPOINTS = {
     1: {"id": 1, "name": "dense", "sparsity": 0.0, "pruning_method": None, "parent_id": None},
@@ -58,8 +72,136 @@ def test_metrics_against_sparsity_draw_one_line_per_method_and_the_dense_referen
     assert sum(t.showlegend is True for t in fig.data) == 2  # one legend entry per method and the dense
 
 
-def test_view_renders_the_table_and_the_figure():
+def _find(tree, component_id):
+    """The component with ``component_id`` in a built Dash tree, else None."""
+    nodes = list(tree) if isinstance(tree, list) else [tree]
+    while nodes:
+        node = nodes.pop()
+        if getattr(node, "id", None) == component_id:
+            return node
+        children = getattr(node, "children", None)
+        nodes.extend(children if isinstance(children, list) else [children] if children is not None else [])
+    return None
+
+
+def test_view_renders_the_grid_the_figure_and_both_modes():
     out = overview_view([1, 2, 7], CHECKPOINTS, RESULTS, {})
-    text = str(out)
-    assert "Unknown checkpoint ids ignored: 7" in text and "overview-summary" in text
-    assert "fig-overview-sparsity" in text and "99.00%" in text
+    assert "Unknown checkpoint ids ignored: 7" in str(out)
+    grid = _find(out, "overview-grid")
+    assert [r["clean_accuracy"] for r in grid.rowData] == [0.99, 0.98]  # numbers: the grid sorts numerically
+    assert _find(out, "fig-overview-sparsity") is not None
+    stores = _find(out, "overview-figures").data
+    assert set(stores) == {"absolute", "difference"}
+    assert set(_find(out, "overview-columns").data) == {"absolute", "difference"}
+
+
+def test_difference_rows_subtract_the_parent_and_leave_orphans_empty():
+    rows = overview_rows([1, 2, 3, 4], CHECKPOINTS, RESULTS)
+    diffs = {r["id"]: r for r in difference_rows(rows)}
+    assert diffs[2]["clean_accuracy"] == pytest.approx(0.98 - 0.99)
+    assert diffs[3]["clean_accuracy"] == pytest.approx(0.95 - 0.99)  # read from robustness, as the row
+    assert diffs[2]["top_eigenvalue"] is None  # the child has no hessian result
+    assert diffs[1]["top_eigenvalue"] == 0.0 and diffs[1]["barrier"] is None  # the dense: its own reference
+    assert diffs[2]["sparsity"] == 0.5  # sparsity stays the x axis
+    # a child whose parent is not in the selection has no difference
+    orphan = {r["id"]: r for r in difference_rows(overview_rows([2, 3], CHECKPOINTS, RESULTS))}
+    assert orphan[2]["clean_accuracy"] is None and orphan[2]["has_parent"] is False
+
+
+def test_difference_figure_draws_the_children_relative_to_the_parent():
+    fig = metrics_vs_sparsity(
+        difference_rows(overview_rows([1, 2, 3], CHECKPOINTS, RESULTS)), difference=True
+    )
+    assert "Δ clean accuracy" in [a.text for a in fig.layout.annotations]
+    line = next(t for t in fig.data if t.name == "global_magnitude")
+    assert list(line.x) == [50.0, 80.0] and list(line.y) == pytest.approx([-0.01, -0.04])
+    star = next(t for t in fig.data if t.marker.symbol == "star")
+    assert list(star.y) == [0.0]
+
+
+def test_grid_rows_keep_numbers_names_as_text_and_differences_beside_them():
+    checkpoints = {**CHECKPOINTS, 2: {**CHECKPOINTS[2], "name": "<img src=x onerror=alert(1)>"}}
+    rows = overview_rows([1, 2], checkpoints, RESULTS)
+    cells = {c["id"]: c for c in grid_rows(rows, checkpoint_colors([1, 2]))}
+    assert cells[2]["name"] == "<img src=x onerror=alert(1)> (#2)"  # a string; the grid renders text
+    assert cells[2]["clean_accuracy"] == 0.98
+    assert cells[2]["clean_accuracy" + DIFF_SUFFIX] == pytest.approx(-0.01)
+    assert cells[2]["missing"] == "robustness, hessian"
+    assert cells[1]["color"] != cells[2]["color"]
+
+
+def test_columns_are_grouped_per_analysis_and_keep_their_id_across_modes():
+    absolute, difference = column_defs(False), column_defs(True)
+    groups = [g["headerName"] for g in absolute]
+    assert groups == ["checkpoint", "pruning", "evaluate", "robustness", "hessian", "landscape", "missing"]
+    metric_cols = [c for g in absolute[2:-1] for c in g["children"]]
+    assert {c["colId"] for c in metric_cols} == {m.key for m in METRICS}
+    assert all(c["filter"] == "agNumberColumnFilter" for c in metric_cols)
+    diff_cols = [c for g in difference[2:-1] for c in g["children"]]
+    assert [c["colId"] for c in diff_cols] == [c["colId"] for c in metric_cols]
+    assert all(c["field"].endswith(DIFF_SUFFIX) and c["headerName"].startswith("Δ") for c in diff_cols)
+    assert not any("cellRenderer" in c for g in absolute for c in g.get("children", [g]))  # no HTML renderer
+
+
+def test_missing_analyses_are_grouped_per_analysis_and_the_button_is_optional():
+    rows = overview_rows([1, 2, 4], CHECKPOINTS, RESULTS)
+    assert missing_by_analysis(rows) == {
+        "robustness": [2, 4],
+        "hessian": [2, 4],
+        "evaluate": [4],
+        "landscape": [4],
+    }
+    assert _find(overview_view([1, 2, 4], CHECKPOINTS, RESULTS, {}), QUEUE_BUTTON) is not None
+    read_only = overview_view([1, 2, 4], CHECKPOINTS, RESULTS, {}, writable=False)
+    assert _find(read_only, QUEUE_BUTTON) is None and _find(read_only, "overview-grid") is not None
+
+
+def test_every_per_checkpoint_trace_names_its_checkpoint_for_linked_highlighting():
+    entries = [
+        CheckpointSummary(i, f"c{i}", {"accuracy": 0.9, "ece": 0.1, "per_class_accuracy": [0.8]})
+        for i in (3, 5)
+    ]
+    for fig in (fig_evaluate.accuracy_bars(entries), fig_evaluate.per_class_accuracy(entries)):
+        assert [t.meta for t in fig.data] == [{"checkpoint": 3}, {"checkpoint": 5}]
+    fig = metrics_vs_sparsity(overview_rows([1, 2, 3, 4], CHECKPOINTS, RESULTS))
+    line = next(t for t in fig.data if t.name == "global_magnitude")
+    assert line.meta == {"checkpoints": [2, 3]}  # one checkpoint per point, in sparsity order
+    assert next(t for t in fig.data if t.marker.symbol == "star").meta == {"checkpoint": 1}
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _upload(client, seed: int, **fields) -> int:
+    resp = client.post(
+        "/api/checkpoints",
+        data={"architecture": "small_cnn", **{k: str(v) for k, v in fields.items()}},
+        files={"file": ("w.pt", state_dict_bytes(seed=seed))},
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_queue_missing_submits_each_analysis_without_a_result_with_its_defaults(client):
+    # Given a dense checkpoint and its child with no results on digits
+    ds = data.add_builtin_dataset("digits")["id"]
+    dense = _upload(client, 0, name="dense")
+    child = _upload(client, 1, name="child", parent_id=dense)
+    # When the missing analyses are queued
+    message, refresh = queue_missing([dense, child, 999], ds)
+    # Then each of the four analyses has one job per checkpoint, with default parameters
+    assert "evaluate: 2" in str(message) and "landscape: 2" in str(message) and isinstance(refresh, float)
+    jobs = data.list_jobs()
+    assert sorted((j["analysis"], j["checkpoint_id"]) for j in jobs) == sorted(
+        (a, c) for a in ("evaluate", "robustness", "hessian", "landscape") for c in (dense, child)
+    )
+    assert {j["dataset_id"] for j in jobs} == {ds}
+
+
+def test_queue_missing_shows_the_refusal(client):
+    dense = _upload(client, 0, name="dense")
+    message, _ = queue_missing([dense], 12345)
+    assert message.className == "ps-error" and str(message.children)

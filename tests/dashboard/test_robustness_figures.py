@@ -391,7 +391,7 @@ def test_the_robustness_tab_end_to_end_on_digits(settings):
     assert np.allclose(data.dataset_images(ds["id"], [3, 0]), digits().x[[3, 0]])
     # And the tab renders, with the artifact figures and the explorer from the real arrays
     compare = importlib.import_module("dashboard.pages.compare")
-    content, pending = compare._content({"ids": ids, "dataset": ds["id"], "tab": "robustness"})
+    content, pending = compare.view_content({"ids": ids, "dataset": ds["id"], "tab": "robustness"})
     assert not pending and view.HEATMAP_FIG_ID in ids_in(content)
     state = {"ids": ids, "dataset": ds["id"]}
     entries_, colors, dataset_id = view._context(state)
