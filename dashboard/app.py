@@ -15,11 +15,12 @@ from dash import Dash, html
 
 from dashboard import context
 from dashboard.components.nav import navbar
+from dashboard.report import register_report_route
 from server.config import Settings
 from server.ratelimit import RateLimiter
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
-PAGE_MODULES = ("checkpoints", "datasets", "jobs", "compare")
+PAGE_MODULES = ("checkpoints", "datasets", "jobs", "compare", "shares")
 
 
 def create_dash(settings: Settings, limiter: RateLimiter | None = None) -> Dash:
@@ -35,4 +36,5 @@ def create_dash(settings: Settings, limiter: RateLimiter | None = None) -> Dash:
     app.layout = html.Div([navbar(), html.Main(dash.page_container, className="ps-main")], className="ps-app")
     for name in PAGE_MODULES:
         importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
+    register_report_route(app.server, app.config.routes_pathname_prefix + "compare/report.html")
     return app

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import flask
 import numpy as np
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from dashboard.context import get_limiter, get_settings
@@ -26,6 +27,9 @@ from server.errors import PruneScopeError, RateLimited
 from server.jobs import service as jobs
 from server.jobs.schemas import JobPublic
 from server.queue import get_queue
+from server.views import service as views
+from server.views.schemas import ViewState
+from server.views.scope import OWNER, Scope
 from workers import architectures, registry
 from workers.data import BUILTINS
 from workers.datasets import read_dataset, verify_source
@@ -33,6 +37,22 @@ from workers.datasets import read_dataset, verify_source
 ACTIVE = ("queued", "running")
 ARTIFACT_CACHE_BYTES = 512 * 2**20  # loaded artifact arrays kept in memory, least recently used dropped
 DATASET_CACHE_SIZE = 1  # data sets kept in memory for the sample explorer
+
+
+SCOPE_KEY = "prunescope_scope"  # flask.g attribute: what this request may read (the shared app sets it)
+READ_ONLY = "this is a shared view: it is read-only"
+
+
+def current_scope() -> Scope:
+    """What the current request may read: the owner's everything, or a shared view's checkpoints and
+    dataset (set by :mod:`dashboard.shared` for its requests). Outside a request, the owner's."""
+    if flask.has_app_context():
+        return flask.g.get(SCOPE_KEY, OWNER)
+    return OWNER
+
+
+def _dataset_ok(scope: Scope, dataset_id: int | None) -> bool:
+    return dataset_id is None or scope.allows_dataset(dataset_id)
 
 
 class ActionError(Exception):
@@ -49,9 +69,10 @@ def _session(*, write: bool = False) -> Iterator[Session]:
 
 
 def _check_writable() -> None:
-    """With an API token configured, writes need it; the dashboard has no way to send it yet."""
-    if get_settings().api_token:
-        raise ActionError("this server requires an API token for changes; use the REST API or the CLI")
+    """Only the owner writes. (With an API token configured, :class:`server.access.AccessGuard` lets only a
+    signed-in owner reach the dashboard's own pages and callbacks; share links get the read-only app.)"""
+    if not current_scope().owner:
+        raise ActionError(READ_ONLY)
 
 
 def _charge(group: str) -> None:
@@ -71,9 +92,12 @@ def _job(job, reused: bool = False) -> dict:
 
 
 def list_checkpoints() -> list[dict]:
+    scope = current_scope()
     with _session() as session:
         return [
-            CheckpointPublic.model_validate(c).model_dump() for c in checkpoints.list_all(session=session)
+            CheckpointPublic.model_validate(c).model_dump()
+            for c in checkpoints.list_all(session=session, limit=100_000)
+            if scope.allows_checkpoint(c.id)
         ]
 
 
@@ -84,13 +108,19 @@ def families() -> list[str]:
 def family_ids(family: str | None) -> list[int]:
     if not family:
         return []
+    scope = current_scope()
     with _session() as session:
-        return [c.id for c in checkpoints.list_all(session=session, family=family)]
+        return scope.checkpoints(c.id for c in checkpoints.list_all(session=session, family=family))
 
 
 def list_datasets() -> list[dict]:
+    scope = current_scope()
     with _session() as session:
-        return [DatasetPublic.model_validate(d).model_dump() for d in datasets.list_all(session=session)]
+        return [
+            DatasetPublic.model_validate(d).model_dump()
+            for d in datasets.list_all(session=session)
+            if scope.allows_dataset(d.id)
+        ]
 
 
 def builtin_dataset_names() -> list[str]:
@@ -141,8 +171,13 @@ def submit_jobs(
 
 def list_jobs(status: str | None = None, limit: int = 200) -> list[dict]:
     """Newest first, each with ``checkpoint_name`` and ``dataset_name`` for display."""
+    scope = current_scope()
     with _session() as session:
-        rows = [_job(j) for j in jobs.list_all(session=session, status=status, limit=limit)]
+        rows = [
+            _job(j)
+            for j in jobs.list_all(session=session, status=status, limit=limit)
+            if scope.allows_checkpoint(j.checkpoint_id) and _dataset_ok(scope, j.dataset_id)
+        ]
         names = {c.id: c.name for c in checkpoints.list_all(session=session, limit=100_000)}
         ds_names = {d.id: d.name for d in datasets.list_all(session=session)}
     for row in rows:
@@ -159,6 +194,9 @@ def cancel_job(job_id: int) -> dict:
 
 def results(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest succeeded result summary per checkpoint."""
+    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    if not allowed:
+        return {}
     with _session() as session:
         found = jobs.latest_results(
             session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
@@ -170,6 +208,9 @@ def results_by_mode(analysis: str, checkpoint_ids: list[int], dataset_id: int | 
     """The newest succeeded summary per checkpoint and ``mode`` parameter: ``{id: {mode: summary}}``
     (the landscape keeps a 2D slice and an interpolation of one checkpoint side by side)."""
     out: dict[int, dict] = {}
+    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    if not allowed:
+        return out
     with _session() as session:
         found = jobs.succeeded_results(
             session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
@@ -182,7 +223,7 @@ def results_by_mode(analysis: str, checkpoint_ids: list[int], dataset_id: int | 
 def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """Every analysis' newest summary per checkpoint, ``{id: {analysis: summary}}``; the landscape's per
     mode (:func:`results_by_mode`). For the overview tab."""
-    out: dict[int, dict] = {cid: {} for cid in checkpoint_ids}
+    out: dict[int, dict] = {cid: {} for cid in current_scope().checkpoints(checkpoint_ids)}
     for analysis in ("evaluate", "hessian", "robustness"):
         for cid, summary in results(analysis, checkpoint_ids, dataset_id).items():
             out[cid][analysis] = summary
@@ -193,11 +234,20 @@ def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None)
 
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status."""
+    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    if not allowed:
+        return {}
     with _session() as session:
         found = jobs.latest_jobs(
             session=session, analysis=analysis, checkpoint_ids=checkpoint_ids, dataset_id=dataset_id
         )
         return {cid: _job(job) for cid, job in found.items()}
+
+
+def _scoped(checkpoint_ids: list[int], dataset_id: int | None) -> tuple[list[int], int | None, bool]:
+    """The ids the current request may read, its dataset, and whether that dataset is readable."""
+    scope = current_scope()
+    return scope.checkpoints(checkpoint_ids), dataset_id, _dataset_ok(scope, dataset_id)
 
 
 def default_dataset(analysis: str, checkpoint_ids: list[int]) -> int | None:
@@ -250,6 +300,9 @@ def _store() -> storage.BlobStore:
 
 
 def _artifact_key(analysis: str, checkpoint_id: int, dataset_id: int | None, name: str) -> str | None:
+    scope = current_scope()
+    if not scope.allows_checkpoint(checkpoint_id) or not _dataset_ok(scope, dataset_id):
+        return None
     with _session() as session:
         found = jobs.latest_results(
             session=session, analysis=analysis, checkpoint_ids=[checkpoint_id], dataset_id=dataset_id
@@ -299,6 +352,8 @@ def _load_artifact(key: str, wanted: list[str] | None, what: str) -> dict[str, n
 
 def dataset_images(dataset_id: int, indices: Sequence[int]) -> np.ndarray:
     """Pixels in [0, 1] ``(len(indices), C, H, W)`` of those samples (images only), for display."""
+    if not current_scope().allows_dataset(dataset_id):
+        raise ActionError(f"dataset {dataset_id} not found")
     arrays = _dataset_cache.get(dataset_id)
     if arrays is None:
         with _session() as session:
@@ -325,3 +380,31 @@ def clear_caches() -> None:
     """Forget loaded artifacts and data sets (tests; a server whose store was swapped)."""
     _artifact_cache.clear()
     _dataset_cache.clear()
+
+
+# --- share links (the owner's; a shared view's requests are refused by _check_writable) -------------------
+
+
+def create_share(state: dict, expires_in_days: float | None = None) -> dict:
+    """A read-only link to ``state`` (``{"ids", "dataset", "tab"}``): ``{"id", "token", "url", ...}``."""
+    _check_writable()
+    _charge("share")
+    try:
+        parsed = ViewState.model_validate({k: state.get(k) for k in ("ids", "dataset", "tab") if k in state})
+    except ValidationError as exc:
+        raise ActionError(f"this view cannot be shared: {exc.errors()[0]['msg']}") from None
+    with _session(write=True) as session:
+        view, token = views.create(session=session, state=parsed, expires_in_days=expires_in_days)
+        return views.public(view) | {"token": token, "url": f"/s/{token}"}
+
+
+def list_shares() -> list[dict]:
+    _check_writable()
+    with _session() as session:
+        return [views.public(v) for v in views.list_all(session=session)]
+
+
+def revoke_share(view_id: int) -> dict:
+    _check_writable()
+    with _session(write=True) as session:
+        return views.public(views.revoke_id(session=session, view_id=view_id))

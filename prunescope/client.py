@@ -68,7 +68,7 @@ def submit_jobs(server: str, analysis: str, checkpoint_ids: list[int], dataset_i
 
 
 def follow_jobs(server: str, job_ids: list[int], poll: float = 1.0) -> list[dict]:
-    with Progress() as bar, httpx.Client(base_url=server, timeout=30) as client:
+    with Progress() as bar, httpx.Client(base_url=server, timeout=30, headers=_headers()) as client:
         tasks = {jid: bar.add_task(f"job {jid}", total=1.0) for jid in job_ids}
         while True:
             jobs = []

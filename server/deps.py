@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
+from server.access import is_owner
 from server.config import Settings
 from server.db import session_scope
 from server.errors import Unauthorized
@@ -38,13 +38,9 @@ async def get_job_queue(request: Request) -> JobQueue:
 
 
 async def require_write_token(request: Request) -> None:
-    """Write endpoints need ``Authorization: Bearer <PRUNESCOPE_API_TOKEN>`` when a token is configured."""
-    expected = request.app.state.settings.api_token
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+    """Write endpoints need the owner (``Authorization: Bearer <PRUNESCOPE_API_TOKEN>`` or the browser's
+    session cookie) when a token is configured; a share token never writes (:mod:`server.access`)."""
+    if not is_owner(request, request.app.state.settings):
         raise Unauthorized("this endpoint needs 'Authorization: Bearer <API token>'")
 
 

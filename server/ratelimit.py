@@ -23,7 +23,7 @@ from server.errors import RateLimited
 
 __all__ = ["GROUPS", "RateLimiter", "check", "make_limiter", "rate_limited"]
 
-GROUPS = {"upload": "uploads", "jobs": "job submissions", "share": "share links"}
+GROUPS = {"upload": "uploads", "jobs": "job submissions", "share": "share links", "login": "sign-in attempts"}
 MAX_KEYS = 100_000  # clients remembered at once; the stalest are forgotten beyond this
 
 

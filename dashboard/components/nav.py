@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dash import dcc, get_relative_path, html
 
-PAGES = (("Checkpoints", "/"), ("Datasets", "/datasets"), ("Jobs", "/jobs"), ("Compare", "/compare"))
+PAGES = (
+    ("Checkpoints", "/"),
+    ("Datasets", "/datasets"),
+    ("Jobs", "/jobs"),
+    ("Compare", "/compare"),
+    ("Shared links", "/shares"),
+)
 
 
 def navbar() -> html.Header:

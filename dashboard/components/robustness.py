@@ -300,7 +300,7 @@ def corrupted(pixels: np.ndarray, condition: str, seed: int = 0) -> np.ndarray |
 
     from workers.robustness.corruptions import CORRUPTIONS, corrupt
 
-    name, _, severity = condition.partition("/")
+    name, _, severity = str(condition).partition("/")
     if name not in CORRUPTIONS or not severity.isdigit() or len(pixels) == 0:
         return None
     generator = torch.Generator().manual_seed(seed)
@@ -525,7 +525,8 @@ def register_robustness_callbacks(app: Dash) -> None:
     )
     def redraw_heatmap(severity, state):
         entries, _colors, _ds = _context(state)
-        return fig_robustness.accuracy_heatmap(entries, None if severity == "mean" else int(severity))
+        level = int(severity) if str(severity) in ("1", "2", "3", "4", "5") else None  # else the mean
+        return fig_robustness.accuracy_heatmap(entries, level)
 
     @app.callback(
         Output(ANGLE_FIG_ID, "figure"),

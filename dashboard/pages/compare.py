@@ -14,8 +14,10 @@ from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
 from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
 from dashboard.components.landscape import landscape_view, register_landscape_callbacks
-from dashboard.components.overview import overview_view
+from dashboard.components.overview import overview_view, register_overview_callbacks
 from dashboard.components.robustness import register_robustness_callbacks, robustness_view
+from dashboard.components.share import register_share_callbacks, share_controls
+from dashboard.downloads import register_download_callbacks
 from dashboard.figures.sparsity import layer_sparsity_heatmap
 from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
 
@@ -32,6 +34,7 @@ VIEWS = {
 # How a tab reads its results (default: the newest per checkpoint): the landscape keeps one per mode.
 RESULTS = {"landscape": data.results_by_mode, "overview": data.results_of_all}
 POLL_MS = 2000
+POLLED_BY_OVERVIEW = ("evaluate", "hessian", "landscape", "robustness")
 
 
 def _controls(selected: list[int], dataset_id: int | None) -> html.Div:
@@ -79,6 +82,7 @@ def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
                 value=tab,
                 children=[dcc.Tab(label=label, value=name) for name, label in COMPARE_TABS.items()],
             ),
+            share_controls(),
             html.Div(id="compare-queue-result", className="ps-result"),
             html.Div(id="compare-content"),
             dcc.Store(id="compare-state", data={"ids": selected, "dataset": dataset_id, "tab": tab}),
@@ -88,23 +92,36 @@ def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
     )
 
 
-def _content(state: dict) -> tuple[list, bool]:
+def view_content(state: dict) -> tuple[list, bool]:
+    """The selected tab's view of the selection, and whether some of its jobs are still running."""
     ids, tab, dataset_id = state["ids"], state["tab"], state["dataset"]
     if not ids:
         return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
     # every checkpoint, so a view can name one outside the selection (an interpolation target, say)
     checkpoints = {c["id"]: c for c in data.list_checkpoints()}
     summaries = RESULTS.get(tab, data.results)(tab, ids, dataset_id)
-    jobs = data.latest_jobs(tab, [i for i in ids if i in checkpoints], dataset_id)  # also reruns, to poll
+    known = [i for i in ids if i in checkpoints]
+    jobs = data.latest_jobs(tab, known, dataset_id)  # also reruns, to poll
     pending = any(j["status"] in data.ACTIVE for j in jobs.values())
+    if tab == "overview":  # it shows every analysis: poll while any of them runs
+        pending = pending or any(
+            j["status"] in data.ACTIVE
+            for analysis in POLLED_BY_OVERVIEW
+            for j in data.latest_jobs(analysis, known, dataset_id).values()
+        )
     sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])
+    report = "compare/report.html" + compare_search(ids, dataset_id)  # relative to /compare: any app prefix
     return [
+        html.A("Download report (HTML)", href=report, id="compare-report", className="ps-report-link"),
         *VIEWS[tab](ids, checkpoints, summaries, jobs),
         graph(sparsity, name="sparsity", id="fig-sparsity"),
     ], pending
 
 
 def register_callbacks(app: Dash) -> None:
+    register_share_callbacks(app)
+    register_download_callbacks(app)
+    register_overview_callbacks(app)
     register_landscape_callbacks(app)
     register_robustness_callbacks(app)
 
@@ -116,7 +133,7 @@ def register_callbacks(app: Dash) -> None:
         Input("compare-refresh", "data"),
     )
     def render(state, _n, _refresh):
-        content, pending = _content(state)
+        content, pending = view_content(state)
         return content, not pending
 
     @app.callback(

@@ -51,6 +51,12 @@ def get(*, session: Session, checkpoint_id: int) -> Checkpoint:
     return ckpt
 
 
+def list_by_ids(*, session: Session, ids: list[int]) -> list[Checkpoint]:
+    """The checkpoints of ``ids`` that exist, in the order of ``ids``."""
+    found = {c.id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
 def list_all(
     *, session: Session, family: str | None = None, limit: int = 500, offset: int = 0
 ) -> list[Checkpoint]:

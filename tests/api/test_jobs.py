@@ -179,7 +179,9 @@ def test_write_endpoints_need_the_api_token_when_set(db_url, make_settings):
         assert c.post("/api/datasets", json={"builtin": "digits"}, headers=wrong).status_code == 401
         ok = {"Authorization": "Bearer s3cret"}
         assert c.post("/api/datasets", json={"builtin": "digits"}, headers=ok).status_code == 201
-        assert c.get("/api/datasets").status_code == 200  # reads stay open
+        assert c.get("/api/datasets").status_code == 401  # reads too: a token guards the whole server
+        assert c.get("/api/datasets", headers=ok).status_code == 200
+        assert c.get("/api/health").status_code == 200
 
 
 def test_health_reports_database_and_queue(client):

@@ -1,4 +1,4 @@
-"""Uploads, job submissions (and later share links) are rate-limited per client: request N+1 gets 429."""
+"""Uploads, job submissions, share links and sign-ins are rate-limited per client: request N+1 gets 429."""
 
 from __future__ import annotations
 
@@ -54,3 +54,14 @@ def test_limiter_window_slides_and_zero_turns_it_off():
     assert limiter.hit("k") is None
     off = RateLimiter(0)
     assert all(off.hit("k") is None for _ in range(1000))
+
+
+def test_share_links_and_sign_in_attempts_have_budgets_of_their_own(limited):
+    for _ in range(LIMIT):
+        assert limited.post("/api/views", json={"state": {"ids": [1]}}).status_code == 201
+    refused = limited.post("/api/views", json={"state": {"ids": [1]}})
+    assert refused.status_code == 429 and "share links" in refused.json()["detail"]
+    for _ in range(LIMIT):
+        assert limited.post("/login", data={"token": "x"}, follow_redirects=False).status_code == 303
+    assert limited.post("/login", data={"token": "x"}).status_code == 429
+    assert limited.post("/api/datasets", json={"builtin": "digits"}).status_code == 201  # its own budget

@@ -6,12 +6,14 @@ Both are started once per module. Without Chromium the tests skip, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -52,14 +54,14 @@ def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"server not healthy after {STARTUP_SECONDS}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Base URL of a served API + dashboard with one worker, on a fresh data directory."""
-    data_dir = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def served(data_dir: Path, **env_extra: str) -> Iterator[str]:
+    """``prunescope serve`` (API, dashboard and one worker) on ``data_dir``; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESCOPE_")}
     env["PRUNESCOPE_DEVICE"] = "cpu"
     env["PRUNESCOPE_TEST_ANALYSES"] = "1"  # `_sleep` and `_crash`, to watch live progress and failures
+    env.update(env_extra)
     log = data_dir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -91,6 +93,13 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Base URL of a served API + dashboard with one worker, on a fresh data directory."""
+    with served(tmp_path_factory.mktemp("server")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_data_helpers_run_an_evaluation_end_to_end(client, settings):
         "succeeded"
     }
     compare = importlib.import_module("dashboard.pages.compare")
-    content, pending = compare._content({"ids": ids, "dataset": ds["id"], "tab": "evaluate"})
+    content, pending = compare.view_content({"ids": ids, "dataset": ds["id"], "tab": "evaluate"})
     assert not pending
     assert "fig-confusion" in str(content)
 
@@ -93,12 +93,17 @@ def test_refusals_come_back_as_readable_action_errors(client, settings):
         data.cancel_job(job["id"])
 
 
-def test_with_an_api_token_the_dashboard_refuses_writes(client, settings):
+def test_a_shared_views_requests_cannot_write_through_the_data_helpers(client, settings):
+    import flask
+
+    from server.views.scope import of_state
+
     ds = data.add_builtin_dataset("digits")
     dense = upload(client, 0, name="dense")
-    create_dash(settings.model_copy(update={"api_token": "secret"}))
-    with pytest.raises(data.ActionError, match="API token"):
-        data.submit_jobs("evaluate", [dense["id"]], ds["id"])
-    with pytest.raises(data.ActionError, match="API token"):
-        data.add_builtin_dataset("synthetic")
-    assert [c["name"] for c in data.list_checkpoints()] == ["dense"]  # reads still work
+    with flask.Flask("t").test_request_context("/s/_dash-update-component"):
+        setattr(flask.g, data.SCOPE_KEY, of_state({"ids": [dense["id"]], "dataset": ds["id"]}))
+        with pytest.raises(data.ActionError, match="read-only"):
+            data.submit_jobs("evaluate", [dense["id"]], ds["id"])
+        with pytest.raises(data.ActionError, match="read-only"):
+            data.add_builtin_dataset("synthetic")
+        assert [c["name"] for c in data.list_checkpoints()] == ["dense"]  # reads still work

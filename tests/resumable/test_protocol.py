@@ -243,7 +243,8 @@ def test_write_endpoints_need_the_api_token_when_one_is_set(sqlite_url, make_set
         assert resp.status_code == 201
         url = resp.headers["location"]
         assert client.patch(url, content=b"abcd", headers={**OCTETS, "Upload-Offset": "0"}).status_code == 401
-        assert client.head(url, headers=TUS).status_code == 200  # reading the offset is not a write
+        assert client.head(url, headers=TUS).status_code == 401  # with a token, reads need it too
+        assert client.head(url, headers={**TUS, **auth}).status_code == 200
         assert client.delete(url, headers=TUS).status_code == 401
         assert patch(client, url, 0, b"abcd", **auth).status_code == 204
 
