@@ -382,6 +382,15 @@ def clear_caches() -> None:
     _dataset_cache.clear()
 
 
+def submit_prune(checkpoint_id: int | None, dataset_id: int | None, params: dict) -> list[dict]:
+    """Queue a ``prune`` job on one checkpoint (the dialog of the checkpoints page), through the same
+    service as ``POST /api/jobs``: identical work comes back ``reused``. ``dataset_id`` may be None
+    unless the params fine-tune or ask for follow-up analyses."""
+    if checkpoint_id is None:
+        raise ActionError("choose the checkpoint to prune")
+    return submit_jobs("prune", [checkpoint_id], dataset_id, params)
+
+
 # --- share links (the owner's; a shared view's requests are refused by _check_writable) -------------------
 
 

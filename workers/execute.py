@@ -111,7 +111,9 @@ class Executor:
             arrays.update(_load_npz(self.store.fetch(key)))
         return arrays
 
-    def run(self, job: JobInputs, progress) -> tuple[dict, dict[str, bytes]]:
+    def run(
+        self, job: JobInputs, progress, add_checkpoint=registry.no_registration
+    ) -> tuple[dict, dict[str, bytes]]:
         spec = registry.get(job.analysis, include_testing=self.include_testing)
         params = spec.params_model.model_validate(job.params)
         normalization: tuple = (None, None)
@@ -142,6 +144,7 @@ class Executor:
                 reused=self._reused(job.reuse),
                 normalization=normalization,
                 corrupted=self._stored_corruptions(job.corrupted_dataset),
+                add_checkpoint=add_checkpoint,
             )
         )
         return out.summary, ({out.artifact: _npz(out.arrays)} if out.arrays else {})

@@ -17,13 +17,18 @@ smallest magnitude and are pruned first, so pruning a pruned model again extends
 Structured pruning (:func:`channel_l1_prune`) follows Li et al. 2017 ("Pruning Filters for Efficient
 ConvNets", ICLR), section 3.1-3.2: in each conv layer, drop the output channels whose filters have the
 smallest L1 norm, norms computed on the original weights of every layer ("independent" strategy).
+:func:`channel_l1_structured` does the same for every architecture :func:`channel_groups` knows (small CNN,
+CIFAR ResNet, CIFAR VGG), pruning only each residual block's inner width in a ResNet (their section 4.2),
+so the identity shortcuts still add matching channels; the classifier keeps its classes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -34,12 +39,21 @@ from workers.architectures import SmallCNN
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "METHODS",
+    "ChannelGroup",
+    "PrunedChild",
     "PruningError",
+    "STRUCTURED",
     "apply_masks",
+    "channel_l1_keep",
+    "channel_groups",
     "channel_l1_prune",
+    "channel_l1_structured",
     "global_magnitude_masks",
     "layerwise_magnitude_masks",
+    "mask_sparsity",
     "prunable_weights",
+    "prune",
     "random_masks",
 ]
 
@@ -143,6 +157,20 @@ def _keep_channels(conv: nn.Conv2d, fraction: float) -> Tensor:
     return torch.nonzero(keep).reshape(-1)  # (c - n_drop,), ascending
 
 
+def channel_l1_keep(
+    model: SmallCNN, fraction: float, *, layers: Sequence[str] = ("conv1", "conv2", "conv3")
+) -> dict[str, Tensor]:
+    """``{conv name: ascending indices of the output channels}`` that :func:`channel_l1_prune` keeps."""
+    if not isinstance(model, SmallCNN):
+        raise PruningError(f"channel_l1 pruning supports small_cnn models, got {type(model).__name__}")
+    f = _check_sparsity(fraction, what="fraction")
+    convs = ("conv1", "conv2", "conv3")
+    unknown = [name for name in layers if name not in convs]
+    if unknown:
+        raise PruningError(f"layers must be among {', '.join(convs)}, got {unknown[0]!r}")
+    return {name: _keep_channels(getattr(model, name), f) for name in convs if name in layers}
+
+
 def channel_l1_prune(
     model: SmallCNN, fraction: float, *, layers: Sequence[str] = ("conv1", "conv2", "conv3")
 ) -> SmallCNN:
@@ -159,20 +187,12 @@ def channel_l1_prune(
         fraction: share of output channels to remove in each listed layer, in [0, 1).
         layers: which of ``conv1``, ``conv2``, ``conv3`` to prune.
     """
-    if not isinstance(model, SmallCNN):
-        raise PruningError(f"channel_l1_prune supports small_cnn models, got {type(model).__name__}")
     f = _check_sparsity(fraction, what="fraction")
+    kept = channel_l1_keep(model, f, layers=layers)
     convs = ("conv1", "conv2", "conv3")
-    unknown = [name for name in layers if name not in convs]
-    if unknown:
-        raise PruningError(f"layers must be among {', '.join(convs)}, got {unknown[0]!r}")
-
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     consumers = {"conv1": "conv2.weight", "conv2": "conv3.weight", "conv3": "head.weight"}
-    for conv_name in convs:
-        if conv_name not in layers:
-            continue
-        keep = _keep_channels(getattr(model, conv_name), f)
+    for conv_name, keep in kept.items():
         bn = "bn" + conv_name[-1]
         sd[f"{conv_name}.weight"] = sd[f"{conv_name}.weight"][keep]  # (c', c_in, 3, 3)
         for stat in ("weight", "bias", "running_mean", "running_var"):
@@ -188,3 +208,160 @@ def channel_l1_prune(
     pruned.train(model.training)
     logger.debug("channel L1 pruning %.3f of %s: widths %s -> %s", f, list(layers), model.widths, widths)
     return pruned
+
+
+# --- one pruned child: what the ``prune`` analysis makes for each (method, sparsity) -------------------
+
+METHODS = ("random", "global_magnitude", "layerwise_magnitude", "channel_l1")
+STRUCTURED = frozenset({"channel_l1"})
+
+
+@dataclass
+class PrunedChild:
+    """A pruned copy of a model, its masks (unstructured methods) and what pruning achieved.
+
+    ``achieved`` is the pruned fraction in the target's unit: of prunable weights (unstructured) or of
+    conv output channels (structured); ``layers`` gives it per layer as ``{"pruned", "total", "sparsity"}``.
+    """
+
+    model: nn.Module
+    masks: dict[str, Tensor]
+    achieved: float
+    layers: dict[str, dict[str, float | int]] = field(default_factory=dict)
+
+
+def mask_sparsity(masks: Mapping[str, Tensor]) -> tuple[float, dict[str, dict[str, float | int]]]:
+    """Pruned fraction of the masked entries overall, and ``{name: {"pruned", "total", "sparsity"}}``."""
+    layers = {}
+    for name, mask in masks.items():
+        total = mask.numel()
+        pruned = total - int(torch.count_nonzero(mask))
+        layers[name] = {"pruned": pruned, "total": total, "sparsity": pruned / total if total else 0.0}
+    total = sum(int(v["total"]) for v in layers.values())
+    pruned = sum(int(v["pruned"]) for v in layers.values())
+    return (pruned / total if total else 0.0), layers
+
+
+def _channel_sparsity(model: nn.Module, kept: Mapping[str, Tensor]) -> tuple[float, dict]:
+    layers = {}
+    for name, keep in kept.items():
+        total = dict(model.named_modules())[name].out_channels
+        pruned = total - int(keep.numel())
+        layers[name] = {"pruned": pruned, "total": total, "sparsity": pruned / total}
+    total = sum(int(v["total"]) for v in layers.values())
+    pruned = sum(int(v["pruned"]) for v in layers.values())
+    return (pruned / total if total else 0.0), layers
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Output channels of ``conv`` that can be removed together with ``bn``'s entries and the matching
+    input channels of ``consumers`` (Conv2d or Linear module names)."""
+
+    conv: str
+    bn: str
+    consumers: tuple[str, ...]
+
+
+def channel_groups(model: nn.Module) -> list[ChannelGroup]:
+    """The prunable channel groups of a small CNN, CIFAR ResNet or CIFAR VGG; the classifier is kept.
+
+    In a ResNet only each block's inner width (``conv1`` out, ``conv2`` in) is pruned, as Li et al. 2017
+    (section 4.2) do: the residual stream's channels are shared by every block of a stage through the
+    identity shortcuts, so removing them independently per layer would break the additions.
+    """
+    from workers.architectures.cifar_resnet import CifarResNet
+    from workers.architectures.vgg import CifarVGG
+
+    if isinstance(model, SmallCNN):
+        pairs = (("conv1", "conv2"), ("conv2", "conv3"), ("conv3", "head"))
+        return [ChannelGroup(c, "bn" + c[-1], (nxt,)) for c, nxt in pairs]
+    if isinstance(model, CifarResNet):
+        blocks = [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(len(getattr(model, f"layer{s}")))]
+        return [ChannelGroup(f"{b}.conv1", f"{b}.bn1", (f"{b}.conv2",)) for b in blocks]
+    if isinstance(model, CifarVGG):
+        convs = [f"features.{i}" for i, m in enumerate(model.trunk) if isinstance(m, nn.Conv2d)]
+        first_linear = "classifier" if isinstance(model.classifier, nn.Linear) else "classifier.0"
+        nexts = convs[1:] + [first_linear]
+        bns = [f"features.{int(c.split('.')[1]) + 1}" for c in convs]  # conv, BN, ReLU in each trunk step
+        return [ChannelGroup(c, bn, (n,)) for c, bn, n in zip(convs, bns, nexts, strict=True)]
+    raise PruningError(
+        f"channel pruning supports small_cnn, CIFAR ResNet and CIFAR VGG models, got {type(model).__name__}"
+    )
+
+
+def _sliced(module: nn.Module, keep: Tensor, *, dim: int) -> nn.Module:
+    """A copy of a Conv2d, Linear or BatchNorm2d keeping only ``keep`` along ``dim`` (0: out, 1: in)."""
+    ref = module.weight
+    n = int(keep.numel())
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1:
+            raise PruningError("channel pruning does not support grouped convolutions")
+        c_in, c_out = (module.in_channels, n) if dim == 0 else (n, module.out_channels)
+        new = nn.Conv2d(
+            c_in, c_out, module.kernel_size, module.stride, module.padding, module.dilation,
+            bias=module.bias is not None, padding_mode=module.padding_mode,
+        )  # fmt: skip
+    elif isinstance(module, nn.Linear):
+        new = nn.Linear(n, module.out_features, bias=module.bias is not None)
+    else:
+        new = nn.BatchNorm2d(n, module.eps, module.momentum, module.affine, module.track_running_stats)
+    new.to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        for name, value in module.state_dict().items():
+            sliced = (
+                value if value.ndim == 0 or (dim == 1 and value.ndim == 1) else value.index_select(dim, keep)
+            )
+            new.state_dict()[name].copy_(sliced)
+    new.train(module.training)
+    return new
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    owner = dict(model.named_modules())[parent]  # not get_submodule: CifarVGG.features is also a method
+    owner._modules[leaf] = module
+
+
+def channel_l1_structured(model: nn.Module, fraction: float) -> tuple[nn.Module, dict[str, Tensor]]:
+    """A narrower copy of ``model`` without ``fraction`` of each group's lowest-L1 channels, and the kept
+    indices by conv name (see :func:`channel_groups`; norms on the original weights, each group keeps at
+    least one channel). The model is left unchanged; its state_dict rebuilds through the intake."""
+    f = _check_sparsity(fraction, what="fraction")
+    groups = channel_groups(model)
+    modules = dict(model.named_modules())
+    kept = {g.conv: _keep_channels(modules[g.conv], f) for g in groups}
+    pruned = copy.deepcopy(model)
+    for g in groups:
+        keep = kept[g.conv].to(modules[g.conv].weight.device)
+        current = dict(pruned.named_modules())
+        _replace(pruned, g.conv, _sliced(current[g.conv], keep, dim=0))
+        _replace(pruned, g.bn, _sliced(current[g.bn], keep, dim=0))
+        for consumer in g.consumers:
+            _replace(pruned, consumer, _sliced(dict(pruned.named_modules())[consumer], keep, dim=1))
+    return pruned, kept
+
+
+def prune(model: nn.Module, method: str, sparsity: float, *, seed: int = 0) -> PrunedChild:
+    """A pruned copy of ``model`` (left unchanged) by one of :data:`METHODS` at ``sparsity``.
+
+    Unstructured methods zero the masked weights of a deep copy and return the masks, which fine-tuning
+    keeps fixed; ``channel_l1`` returns a smaller network (:func:`channel_l1_prune`) and no masks.
+    """
+    if method not in METHODS:
+        raise PruningError(f"unknown pruning method {method!r}; known: {', '.join(METHODS)}")
+    s = _check_sparsity(sparsity)
+    if method == "channel_l1":
+        child, kept = channel_l1_structured(model, s)
+        achieved, layers = _channel_sparsity(model, kept)
+        return PrunedChild(child, {}, achieved, layers)
+    child = copy.deepcopy(model)
+    if method == "random":
+        masks = random_masks(child, s, seed=seed)
+    elif method == "global_magnitude":
+        masks = global_magnitude_masks(child, s)
+    else:
+        masks = layerwise_magnitude_masks(child, s)
+    apply_masks(child, masks)
+    achieved, layers = mask_sparsity(masks)
+    return PrunedChild(child, masks, achieved, layers)

@@ -19,6 +19,26 @@ class UnknownAnalysis(ValueError):
 
 
 @dataclass
+class NewCheckpoint:
+    """A checkpoint an analysis makes (a pruned child of the job's checkpoint), as serialized weights."""
+
+    data: bytes  # safetensors bytes, loaded back through the normal intake path
+    label: str  # appended to the parent's name
+    metadata: dict  # pruning_method, sparsity_target, achieved sparsity, recipe
+    followups: list[str] = field(default_factory=list)  # analyses to queue for it on the job's dataset
+
+
+@dataclass(frozen=True)
+class RegisteredCheckpoint:
+    checkpoint_id: int
+    followup_job_ids: list[int]
+
+
+def no_registration(new: NewCheckpoint) -> RegisteredCheckpoint:
+    raise RuntimeError("this worker cannot register checkpoints")
+
+
+@dataclass
 class AnalysisInputs:
     model: torch.nn.Module
     x: torch.Tensor  # (N, ...) on the CPU; the analysis moves batches to `device`
@@ -33,6 +53,8 @@ class AnalysisInputs:
     # x = (pixels - mean) / std, so analyses that alter images (corruptions) can work on pixels
     normalization: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
     corrupted: StoredCorruptions | None = None  # params.corrupted_dataset_id, if any
+    # registers a checkpoint made by the job as a child of its checkpoint (fenced by the job's lease)
+    add_checkpoint: Callable[[NewCheckpoint], RegisteredCheckpoint] = no_registration
 
 
 @dataclass
@@ -62,6 +84,16 @@ class AnalysisSpec:
     # Per-checkpoint parameters at submission, e.g. a default target: (validated params, checkpoint facts
     # {"id", "parent_id"}) -> params; raises ValueError with a message fit for the user.
     per_checkpoint: Callable[[dict, dict], dict] | None = None
+    # Whether validated params need a dataset: None = always; else returns why one is needed, or None.
+    needs_dataset: Callable[[dict], str | None] | None = None
+
+    def dataset_reason(self, params: dict) -> str | None:
+        """Why a job with these params needs a dataset_id (None when it can run without one)."""
+        if self.testing:
+            return None
+        if self.needs_dataset is None:
+            return f"analysis {self.name!r} needs a dataset_id"
+        return self.needs_dataset(params)
 
     def describe(self) -> dict:
         return {
@@ -110,6 +142,7 @@ def _load_builtin() -> None:
         evaluate_task,
         hessian_task,
         landscape_task,
+        prune_task,
         robustness_task,
         testing,
     )

@@ -19,6 +19,7 @@ from server.config import Settings
 from server.db import session_scope
 from server.jobs import leases
 from server.queue import JobQueue, get_queue
+from workers.children import ChildRegistrar
 from workers.device import pick_device
 from workers.execute import Executor, JobInputs
 
@@ -103,8 +104,26 @@ class Worker:
                 lost.set()
                 raise LeaseLost()
 
+        registrar = ChildRegistrar(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            lease=lease,
+            parent=facts["checkpoint"],
+            dataset=facts["dataset"],
+        )
+
+        def add_checkpoint(new):
+            if lost.is_set():
+                raise LeaseLost()
+            registered = registrar.add(new)
+            if registered is None:
+                lost.set()
+                raise LeaseLost()
+            return registered
+
         try:
-            summary, blobs = self.executor.run(JobInputs(**facts), progress)
+            summary, blobs = self.executor.run(JobInputs(**facts), progress, add_checkpoint)
             if lost.is_set():
                 raise LeaseLost()
             artifacts = [

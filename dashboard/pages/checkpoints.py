@@ -1,4 +1,5 @@
-"""Checkpoints: upload, the family table, selection, and running an analysis on the selection."""
+"""Checkpoints: upload, the family table, selection, running an analysis on the selection, and pruning a
+checkpoint into a family of children (the prune dialog)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import dash
 from dash import ALL, Dash, Input, Output, State, dcc, get_relative_path, html
 
 from dashboard import data
-from dashboard.components.checkpoints import SELECT_TYPE, checkpoint_table, parent_options
+from dashboard.components.checkpoints import (
+    SELECT_TYPE,
+    checkpoint_options,
+    checkpoint_table,
+    parent_options,
+    prune_dialog,
+    prune_estimate,
+    prune_params,
+)
 from dashboard.components.jobs import submitted
 from dashboard.components.upload import drop_zone, select
 from dashboard.state import compare_search
@@ -101,6 +110,7 @@ def layout(**_query) -> html.Div:
             html.H1("Checkpoints"),
             _upload_panel(),
             _run_panel(),
+            prune_dialog(data.list_datasets()),
             html.Div(id="ckpt-table"),
             dcc.Store(id="ckpt-selection", data=[]),
         ]
@@ -112,13 +122,15 @@ def register_callbacks(app: Dash) -> None:
         Output("ckpt-table", "children"),
         Output("ckpt-parent", "children"),
         Output("ckpt-family", "options"),
+        Output("prune-checkpoint", "options"),
         Input("ckpt-refresh", "n_clicks"),
         State("ckpt-selection", "data"),
     )
     def render_table(_clicks, selected):
         rows = data.list_checkpoints()
         families = sorted({r["family"] for r in rows if r["family"]})
-        return checkpoint_table(rows, set(selected or [])), parent_options(rows), families
+        table = checkpoint_table(rows, set(selected or []))
+        return table, parent_options(rows), families, checkpoint_options(rows)
 
     @app.callback(
         Output("ckpt-selection", "data"),
@@ -152,6 +164,65 @@ def register_callbacks(app: Dash) -> None:
         try:
             jobs = data.submit_jobs(analysis, list(selected or []), dataset_id)
         except data.ActionError as exc:
+            return html.P(str(exc), className="ps-error", role="alert")
+        names = {c["id"]: c["name"] for c in data.list_checkpoints()}
+        return submitted(jobs, names)
+
+    register_prune_callbacks(app)
+
+
+PRUNE_INPUTS = (
+    Input("prune-methods", "value"),
+    Input("prune-sparsities", "value"),
+    Input("prune-extra", "value"),
+    Input("prune-epochs", "value"),
+    Input("prune-then", "value"),
+)
+
+
+def register_prune_callbacks(app: Dash) -> None:
+    @app.callback(
+        Output("prune-checkpoint", "value"),
+        Input("ckpt-selection", "data"),
+        State("prune-checkpoint", "value"),
+    )
+    def follow_selection(selected, current):
+        return selected[0] if selected and len(selected) == 1 else current
+
+    @app.callback(
+        Output("prune-estimate", "children"),
+        Output("prune-run", "disabled"),
+        *PRUNE_INPUTS,
+        Input("prune-dataset", "value"),
+    )
+    def estimate(methods, presets, extra, epochs, then, dataset_id):
+        try:
+            params = prune_params(methods, presets, extra, epochs, then)
+        except ValueError as exc:
+            return str(exc), True
+        if not params["methods"] or not params["sparsities"]:
+            return "Choose at least one method and one sparsity.", True
+        p = params
+        _, text = prune_estimate(p["methods"], p["sparsities"], p["finetune_epochs"], p["then"])
+        if dataset_id is None and (params["finetune_epochs"] or params["then"]):
+            return text + " Fine-tuning and follow-up analyses need a dataset.", True
+        return text, False
+
+    @app.callback(
+        Output("prune-result", "children"),
+        Input("prune-run", "n_clicks"),
+        State("prune-checkpoint", "value"),
+        State("prune-dataset", "value"),
+        State("prune-seed", "value"),
+        State("prune-rewind", "value"),
+        *(State(i.component_id, i.component_property) for i in PRUNE_INPUTS),
+        prevent_initial_call=True,
+    )
+    def run_prune(_clicks, checkpoint_id, dataset_id, seed, rewind, methods, presets, extra, epochs, then):
+        try:
+            params = prune_params(methods, presets, extra, epochs, then, seed, rewind)
+            jobs = data.submit_prune(checkpoint_id, dataset_id, params)
+        except (ValueError, data.ActionError) as exc:
             return html.P(str(exc), className="ps-error", role="alert")
         names = {c["id"]: c["name"] for c in data.list_checkpoints()}
         return submitted(jobs, names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,7 +15,7 @@ from server.config import get_settings
 from server.errors import BadUpload, InvalidInput, NotFound
 from server.storage import BlobStore, StagedFile
 from workers.architectures import ArchitectureError
-from workers.checkpoints import instantiate
+from workers.checkpoints import CheckpointInfo, instantiate
 from workers.intake import CheckpointError
 from workers.sandbox import LoadLimits
 
@@ -179,3 +180,87 @@ def delete(*, session: Session, store: BlobStore, checkpoint_id: int) -> None:
     session.delete(ckpt)
     session.commit()  # the row goes first: a blob without a row is garbage, a row without its blob is loss
     _delete_blob_if_unused(session, store, key)
+
+
+# --- children made by a job (the ``prune`` analysis) ------------------------------------------------
+
+
+def inspect_child(*, staged: StagedFile, parent: dict, limits: LoadLimits) -> CheckpointInfo:
+    """Load a worker-made child through the same sandboxed intake as an upload, as its parent's architecture.
+
+    Runs before any database work, so no transaction is held while the sandbox loads. ``parent`` holds
+    the parent's ``architecture``, ``num_classes`` and ``input_shape``. Raises BadUpload, discarding
+    ``staged``, when the bytes do not load.
+    """
+    try:
+        _, info = instantiate(
+            staged.path,
+            architecture=parent["architecture"],
+            num_classes=parent["num_classes"],
+            input_shape=parent["input_shape"],
+            limits=limits,
+        )
+    except (CheckpointError, ArchitectureError) as exc:
+        staged.discard()
+        raise BadUpload(str(exc)) from None
+    return info
+
+
+def register_child(
+    *,
+    session: Session,
+    store: BlobStore,
+    staged: StagedFile,
+    info: CheckpointInfo,
+    parent_id: int,
+    label: str,
+    metadata: dict,
+    fence: Callable[[Session], bool],
+) -> Checkpoint | None:
+    """Record a child of ``parent_id`` made by a job, once: the same bytes under that parent reuse the row.
+
+    ``fence(session)`` is the job's fenced write (its lease still held): it runs first, in this
+    transaction, so a worker that lost its lease registers nothing and gets ``None`` (its blob stays: another
+    worker may be registering the same bytes, so deleting it could lose theirs). The parent row is
+    then locked (PostgreSQL) so that two jobs making the same child cannot both insert it; on SQLite the
+    fence's write already serialises them. The child takes the parent's family, and its name is the
+    parent's followed by ``label``. The caller commits.
+    """
+    key = store.put(staged)  # blob first, then the row
+    if not fence(session):
+        session.rollback()
+        return None
+    parent = session.scalar(select(Checkpoint).where(Checkpoint.id == parent_id).with_for_update())
+    if parent is None:
+        raise NotFound(f"parent checkpoint {parent_id} not found")
+    existing = session.scalar(
+        select(Checkpoint)
+        .where(Checkpoint.parent_id == parent_id, Checkpoint.sha256 == staged.sha256)
+        .order_by(Checkpoint.id)
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    meta = {**info.meta, **metadata}
+    method, target = meta.get(PRUNING_METHOD_KEY), meta.get(SPARSITY_TARGET_KEY)
+    ckpt = Checkpoint(
+        name=clean_name(f"{parent.name} {label}")[:200],
+        family=parent.family,
+        parent_id=parent.id,
+        format=info.format,
+        architecture=info.architecture,
+        num_classes=info.num_classes,
+        input_shape=info.input_shape,
+        parameter_count=info.parameter_count,
+        sparsity=info.sparsity,
+        layer_sparsity=info.layer_sparsity,
+        pruning_method=str(method)[:64] if method is not None else None,
+        sparsity_target=float(target) if isinstance(target, (int, float)) else None,
+        meta=meta,
+        sha256=staged.sha256,
+        size_bytes=staged.size,
+        blob_key=key,
+    )
+    session.add(ckpt)
+    session.flush()
+    return ckpt

@@ -132,8 +132,8 @@ def submit(
         ds = session.get(Dataset, dataset_id)
         if ds is None:
             raise NotFound(f"dataset {dataset_id} not found")
-    elif not spec.testing:
-        raise InvalidInput(f"analysis {analysis!r} needs a dataset_id")
+    elif (reason := spec.dataset_reason(params)) is not None:
+        raise InvalidInput(reason)
     if ds is not None:
         _check_corrupted_dataset(session, params, ds)
     out: list[tuple[Job, bool]] = []
