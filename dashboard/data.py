@@ -37,6 +37,7 @@ from workers.datasets import read_dataset, verify_source
 ACTIVE = ("queued", "running")
 ARTIFACT_CACHE_BYTES = 512 * 2**20  # loaded artifact arrays kept in memory, least recently used dropped
 DATASET_CACHE_SIZE = 1  # data sets kept in memory for the sample explorer
+CKA_SAMPLES = 1000  # CKA to the parent on this many shared clean samples at most (as the robustness tab)
 
 
 SCOPE_KEY = "prunescope_scope"  # flask.g attribute: what this request may read (the shared app sets it)
@@ -229,7 +230,49 @@ def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None)
             out[cid][analysis] = summary
     for cid, modes in results_by_mode("landscape", checkpoint_ids, dataset_id).items():
         out[cid]["landscape"] = modes
+    for cid, value in cka_to_parents(list(out), dataset_id).items():
+        if "robustness" in out[cid]:
+            out[cid]["robustness"] = {**out[cid]["robustness"], "cka_to_parent": value}
     return out
+
+
+def cka_to_parents(checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, float]:
+    """Linear CKA between each checkpoint's clean penultimate features and its parent's (both from their
+    newest robustness results on ``dataset_id``, on their first :data:`CKA_SAMPLES` shared samples).
+
+    Cached by the two artifacts' blob keys: content-addressed, so a value is never stale. Checkpoints
+    without a parent, or whose parent (or itself) has no stored features, are left out.
+    """
+    wanted = set(checkpoint_ids)
+    parents = {c["id"]: c["parent_id"] for c in list_checkpoints() if c["id"] in wanted and c["parent_id"]}
+    out: dict[int, float] = {}
+    for cid, pid in parents.items():
+        keys = (
+            _artifact_key("robustness", cid, dataset_id, "geometry"),
+            _artifact_key("robustness", pid, dataset_id, "geometry"),
+        )
+        if None in keys:
+            continue
+        value = _cka_cache.get(keys)
+        if value is None:
+            value = _features_cka(cid, pid, dataset_id)
+            _cka_cache.put(keys, value, 0)
+        if value == value:  # not NaN: both had features
+            out[cid] = value
+    return out
+
+
+def _features_cka(cid: int, pid: int, dataset_id: int | None) -> float:
+    import torch
+
+    from workers.robustness.cka import linear_cka
+
+    found = [result_artifact("robustness", i, dataset_id, "geometry", ["clean_features"]) for i in (cid, pid)]
+    if any(f is None or "clean_features" not in f for f in found):
+        return float("nan")
+    a, b = (f["clean_features"] for f in found)
+    n = min(a.shape[0], b.shape[0], CKA_SAMPLES)
+    return linear_cka(torch.from_numpy(a[:n].astype(np.float32)), torch.from_numpy(b[:n].astype(np.float32)))
 
 
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
@@ -292,6 +335,7 @@ class _Cache:
 
 _artifact_cache = _Cache(ARTIFACT_CACHE_BYTES)
 _dataset_cache = _Cache(max_bytes=2**62, max_items=DATASET_CACHE_SIZE)
+_cka_cache = _Cache(max_bytes=2**62, max_items=100_000)  # (child artifact, parent artifact) -> CKA
 
 
 def _store() -> storage.BlobStore:
@@ -380,6 +424,7 @@ def clear_caches() -> None:
     """Forget loaded artifacts and data sets (tests; a server whose store was swapped)."""
     _artifact_cache.clear()
     _dataset_cache.clear()
+    _cka_cache.clear()
 
 
 def submit_prune(checkpoint_id: int | None, dataset_id: int | None, params: dict) -> list[dict]:

@@ -107,3 +107,29 @@ def test_a_shared_views_requests_cannot_write_through_the_data_helpers(client, s
         with pytest.raises(data.ActionError, match="read-only"):
             data.add_builtin_dataset("synthetic")
         assert [c["name"] for c in data.list_checkpoints()] == ["dense"]  # reads still work
+
+def test_the_overview_reads_each_childs_cka_to_its_parent_from_the_robustness_features(client, settings):
+    # Given a dense checkpoint and a pruned child, each with a robustness result
+    ds = data.add_builtin_dataset("digits")
+    dense = upload(client, 0, name="dense", family="cnn")
+    child = upload(client, 1, name="half", family="cnn", parent_id=dense["id"])
+    ids = [dense["id"], child["id"]]
+    params = {"corruptions": ["contrast"], "severities": [1], "max_samples": 120}
+    worker = Worker(settings)
+    for job in data.submit_jobs("robustness", ids, ds["id"], params):
+        assert worker.run_one(job["id"]) == "succeeded"
+    # When the overview's results are read
+    found = data.results_of_all("overview", ids, ds["id"])
+    # Then the child has the linear CKA of the two stored feature sets, the dense model none (no parent)
+    assert "cka_to_parent" not in found[dense["id"]]["robustness"]
+    import torch
+
+    from workers.robustness.cka import linear_cka
+
+    feats = [
+        data.result_artifact("robustness", i, ds["id"], "geometry", ["clean_features"])["clean_features"]
+        for i in (child["id"], dense["id"])
+    ]
+    expected = linear_cka(*(torch.from_numpy(f.astype("float32")) for f in feats))
+    assert found[child["id"]]["robustness"]["cka_to_parent"] == pytest.approx(expected, rel=1e-9)
+    assert 0.0 < expected < 1.0 - 1e-6
