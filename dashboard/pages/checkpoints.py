@@ -22,6 +22,8 @@ from dashboard.state import compare_search
 
 dash.register_page(__name__, path="/", name="Checkpoints", title="PruneScope · Checkpoints", order=0)
 
+POLL_MS = 3000
+
 UPLOAD_FIELDS = {
     "architecture": "ckpt-arch",
     "name": "ckpt-name",
@@ -113,6 +115,7 @@ def layout(**_query) -> html.Div:
             prune_dialog(data.list_datasets()),
             html.Div(id="ckpt-table"),
             dcc.Store(id="ckpt-selection", data=[]),
+            dcc.Interval(id="ckpt-poll", interval=POLL_MS, disabled=True),  # on while prune jobs run
         ]
     )
 
@@ -123,14 +126,21 @@ def register_callbacks(app: Dash) -> None:
         Output("ckpt-parent", "children"),
         Output("ckpt-family", "options"),
         Output("prune-checkpoint", "options"),
+        Output("ckpt-poll", "disabled"),
         Input("ckpt-refresh", "n_clicks"),
+        Input("ckpt-poll", "n_intervals"),
+        Input("prune-result", "children"),
         State("ckpt-selection", "data"),
     )
-    def render_table(_clicks, selected):
+    def render_table(_clicks, _n, _pruned, selected):
+        """The table; while prune jobs run it is redrawn every few seconds, so children appear."""
         rows = data.list_checkpoints()
         families = sorted({r["family"] for r in rows if r["family"]})
         table = checkpoint_table(rows, set(selected or []))
-        return table, parent_options(rows), families, checkpoint_options(rows)
+        pruning = any(
+            j["analysis"] == "prune" and j["status"] in data.ACTIVE for j in data.list_jobs(limit=100)
+        )
+        return table, parent_options(rows), families, checkpoint_options(rows), not pruning
 
     @app.callback(
         Output("ckpt-selection", "data"),

@@ -70,6 +70,7 @@ def test_the_dialog_submits_a_prune_job_whose_children_appear_under_the_parent(s
         params = prune_params(["random", "global_magnitude"], [0.5], "", 0, [], seed=1)
         # when submitted twice, the second comes back reused,
         (job,) = data.submit_prune(dense["id"], None, params)
+        assert _table_polls(client)  # the table redraws itself while the job runs
         (again,) = data.submit_prune(dense["id"], None, params)
         assert job["analysis"] == "prune" and again["reused"] and again["id"] == job["id"]
         # fine-tuning without a dataset and no checkpoint are refused with their reason,
@@ -82,3 +83,26 @@ def test_the_dialog_submits_a_prune_job_whose_children_appear_under_the_parent(s
         children = [c for c in data.list_checkpoints() if c["parent_id"] == dense["id"]]
         assert sorted(c["pruning_method"] for c in children) == ["global_magnitude", "random"]
         assert {c["family"] for c in children} == {"cnn"}
+        assert not _table_polls(client)  # and stops once none runs
+
+
+def _table_polls(client) -> bool:
+    """Whether the checkpoint table's render callback leaves its poll on."""
+    ids = ["ckpt-table.children", "ckpt-parent.children", "ckpt-family.options", "prune-checkpoint.options"]
+    ids.append("ckpt-poll.disabled")
+    output = ".." + "...".join(ids) + ".."
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in ids]
+    body = {
+        "output": output,
+        "outputs": outputs,
+        "inputs": [
+            {"id": "ckpt-refresh", "property": "n_clicks", "value": None},
+            {"id": "ckpt-poll", "property": "n_intervals", "value": 1},
+            {"id": "prune-result", "property": "children", "value": None},
+        ],
+        "changedPropIds": ["ckpt-poll.n_intervals"],
+        "state": [{"id": "ckpt-selection", "property": "data", "value": []}],
+    }
+    resp = client.post("/_dash-update-component", json=body)
+    assert resp.status_code == 200, resp.text[:500]
+    return resp.json()["response"]["ckpt-poll"]["disabled"] is False
