@@ -167,3 +167,33 @@ def test_tokens_never_reach_the_access_log(caplog):
     )
     RedactTokens().filter(record)
     assert token not in record.getMessage() and "/s/[token]" in record.getMessage()
+
+
+def test_every_api_route_refuses_a_share_token_but_the_share_routes(family):
+    """Walk the app's routes: with a share token (as Bearer, or as the share page's cookie) and no owner
+    credentials, each answers 401, except the health check, sign-in and the share routes themselves."""
+    client, owner, (dense, _child, _other), ds = family
+    token = share(client, owner, [dense], ds)["token"]
+    client.get(f"/s/{token}")  # the share page's cookie, as a browser holds it
+    open_paths = {"/api/health", "/login", "/logout"}
+    checked = 0
+    paths = client.app.openapi()["paths"]  # every documented route, with its methods
+    for path, operations in paths.items():
+        if path in open_paths or path.startswith("/api/shared/"):
+            continue
+        url = (
+            path.replace("{checkpoint_id}", str(dense))
+            .replace("{dataset_id}", str(ds))
+            .replace("{job_id}", "1")
+            .replace("{view_id}", "1")
+            .replace("{token}", token)
+            .replace("{upload_id}", "x" * 32)
+            .replace("{name}", "geometry")
+        )
+        for method in set(operations) - {"head"}:
+            resp = client.request(method.upper(), url, headers={"Authorization": f"Bearer {token}"}, json={})
+            assert resp.status_code == 401, (method, path, resp.status_code)
+            checked += 1
+    assert checked >= 20
+    assert client.get(f"/api/shared/{token}").status_code == 200
+    client.cookies.clear()
