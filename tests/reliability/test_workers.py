@@ -451,8 +451,12 @@ def test_worker_started_before_its_database_waits_for_it(stack, procs):
     late_url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
     worker = procs.start_worker(stack, PRUNESCOPE_DATABASE_URL=late_url)
 
-    # When the schema appears a few seconds later
-    time.sleep(3)
+    # When the schema appears once the worker has tried and failed (its imports alone take seconds on a
+    # busy machine, so wait for the attempt rather than a fixed time)
+    deadline = time.monotonic() + 60
+    while "startup resync failed; retrying" not in worker.log() and time.monotonic() < deadline:
+        assert worker.alive(), worker.tail()
+        time.sleep(0.2)
     assert worker.alive(), worker.tail()
     assert "startup resync failed; retrying" in worker.log()
     with psycopg.connect(PG_DSN, autocommit=True) as admin:
