@@ -307,3 +307,29 @@ def test_every_compare_tab_has_a_view_and_parses(settings):
     assert VIEWS.keys() == COMPARE_TABS.keys()
     assert VIEWS["hessian"] is hessian_view
     assert parse_tab("hessian") == "hessian"
+
+
+def test_thinning_a_density_keeps_its_ends_and_its_narrow_peaks():
+    from dashboard.figures.hessian import thin
+
+    x = [i / 999 for i in range(1000)]
+    y = [1e-6] * 1000
+    y[501] = 5.0  # a one-point spike, as an outlier's broadened peak on a fine grid
+    y[998] = 2.0
+    tx, ty = thin(x, y, points=100)
+    assert len(tx) <= 102 and tx[0] == x[0] and tx[-1] == x[-1]
+    assert (x[501], 5.0) in zip(tx, ty, strict=True) and (x[998], 2.0) in zip(tx, ty, strict=True)
+    assert tx == sorted(tx)
+    assert thin(x[:50], y[:50], points=100) == (x[:50], y[:50])
+
+
+def test_bulk_edges_of_the_small_multiples_are_one_line_per_panel():
+    from dashboard.figures.hessian import density_multiples
+
+    panels = [CheckpointSummary(i, f"c{i}", spectrum()) for i in range(1, 5)]
+    fig = density_multiples(panels)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert [s.x0 for s in lines] == [1.0] * 4  # each panel's bulk edge, the fourth eigenvalue
+    assert {s.xref for s in lines} == {"x", "x2", "x3", "x4"} and all(
+        s.yref.endswith("domain") for s in lines
+    )
