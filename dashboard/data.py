@@ -440,11 +440,13 @@ def submit_prune(checkpoint_id: int | None, dataset_id: int | None, params: dict
 
 
 def create_share(state: dict, expires_in_days: float | None = None) -> dict:
-    """A read-only link to ``state`` (``{"ids", "dataset", "tab"}``): ``{"id", "token", "url", ...}``."""
+    """A read-only link to ``state`` (``{"ids", "dataset", "tab", "settings"}``, the settings as the compare
+    page's URL carries them): ``{"id", "token", "url", ...}``."""
     _check_writable()
     _charge("share")
     try:
-        parsed = ViewState.model_validate({k: state.get(k) for k in ("ids", "dataset", "tab") if k in state})
+        fields = ("ids", "dataset", "tab", "settings")
+        parsed = ViewState.model_validate({k: state.get(k) for k in fields if state.get(k) is not None})
     except ValidationError as exc:
         raise ActionError(f"this view cannot be shared: {exc.errors()[0]['msg']}") from None
     with _session(write=True) as session:

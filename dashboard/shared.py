@@ -217,7 +217,7 @@ def _register(app: Dash) -> None:
         if view is None or tab is None:
             return []
         state = {**_state(view[1]), "tab": parse_tab(tab)}
-        content, _pending = view_content(state)
+        content, _pending = view_content(state, view[1].get("settings") or {})
         return without_write_controls(content)
 
 

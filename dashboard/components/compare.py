@@ -89,7 +89,12 @@ def missing_results(
 
 
 def evaluate_view(
-    ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], jobs: dict[int, dict]
+    ids: Sequence[int],
+    checkpoints: dict[int, dict],
+    summaries: dict[int, dict],
+    jobs: dict[int, dict],
+    *,
+    settings: Mapping | None = None,  # the compare page's URL settings: this tab has none
 ) -> list:
     """Everything the evaluate tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
     known = [cid for cid in ids if cid in checkpoints]

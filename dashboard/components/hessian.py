@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dash import html
 
@@ -123,7 +123,12 @@ def per_layer_section(
 
 
 def hessian_view(
-    ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], jobs: dict[int, dict]
+    ids: Sequence[int],
+    checkpoints: dict[int, dict],
+    summaries: dict[int, dict],
+    jobs: dict[int, dict],
+    *,
+    settings: Mapping | None = None,  # the compare page's URL settings: this tab has none
 ) -> list:
     """Everything the hessian tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
     known = [cid for cid in ids if cid in checkpoints]

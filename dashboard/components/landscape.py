@@ -19,6 +19,7 @@ from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
 from dashboard.figures import landscape as fig_landscape
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors
+from dashboard.state import pick
 
 LOG_ID = "landscape-log"
 SURFACE_ID = "landscape-surface"
@@ -107,17 +108,24 @@ def _section(title: str, *children) -> html.Section:
     return html.Section([html.H3(title), *children], className="ps-landscape-section")
 
 
-def _surface_section(entries: list[CheckpointSummary], colors: dict[int, str]) -> html.Section:
-    first = entries[0]
+def _surface_section(
+    entries: list[CheckpointSummary], colors: dict[int, str], settings: Mapping | None = None
+) -> html.Section:
+    log = pick(settings, "log", (True, False), False) is True
+    chosen_id = pick(settings, "surface", [e.checkpoint_id for e in entries], entries[0].checkpoint_id)
+    chosen = next(e for e in entries if e.checkpoint_id == chosen_id)
     controls = html.Div(
         [
             dcc.Checklist(
-                id=LOG_ID, options=[{"label": " log₁₀ loss", "value": "log"}], value=[], inline=True
+                id=LOG_ID,
+                options=[{"label": " log₁₀ loss", "value": "log"}],
+                value=["log"] if log else [],
+                inline=True,
             ),
             dcc.Dropdown(
                 id=SURFACE_ID,
                 options=[{"label": e.label, "value": e.checkpoint_id} for e in entries],
-                value=first.checkpoint_id,
+                value=chosen.checkpoint_id,
                 clearable=False,
                 className="ps-dd",
             ),
@@ -127,9 +135,11 @@ def _surface_section(entries: list[CheckpointSummary], colors: dict[int, str]) -
     return _section(
         "2D surfaces",
         controls,
-        graph(fig_landscape.contour_grid(entries, colors), name="landscape-contours", id=CONTOURS_ID),
         graph(
-            fig_landscape.surface_3d(first, color=colors[first.checkpoint_id]),
+            fig_landscape.contour_grid(entries, colors, log=log), name="landscape-contours", id=CONTOURS_ID
+        ),
+        graph(
+            fig_landscape.surface_3d(chosen, log=log, color=colors[chosen.checkpoint_id]),
             name="landscape-surface",
             id=SURFACE_FIG_ID,
         ),
@@ -165,9 +175,16 @@ def _entries(known: Sequence[int], checkpoints: Mapping[int, dict], summaries: M
 
 
 def landscape_view(
-    ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], jobs: dict[int, dict]
+    ids: Sequence[int],
+    checkpoints: dict[int, dict],
+    summaries: dict[int, dict],
+    jobs: dict[int, dict],
+    *,
+    settings: Mapping | None = None,
 ) -> list:
-    """Everything the landscape tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
+    """Everything the landscape tab shows for the checkpoints ``ids`` (unknown ids are skipped).
+    ``settings`` (:func:`dashboard.state.parse_settings`) may switch on the log scale (``log``) and name
+    the checkpoint drawn in 3D (``surface``, kept if it has a 2D result)."""
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     missing = [cid for cid in known if cid not in summaries]
@@ -178,7 +195,7 @@ def landscape_view(
     by_mode = _entries(known, checkpoints, summaries)
     out.append(landscape_table(known, checkpoints, summaries, colors))
     if by_mode["2d"]:
-        out.append(_surface_section(by_mode["2d"], colors))
+        out.append(_surface_section(by_mode["2d"], colors, settings))
     if by_mode["1d"]:
         out.append(_slices_section(by_mode["1d"], colors))
     if by_mode["1d"] or by_mode["2d"]:

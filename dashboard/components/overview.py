@@ -20,6 +20,7 @@ from dashboard.components.compare import unknown_note
 from dashboard.components.graph import graph
 from dashboard.figures import overview as fig_overview
 from dashboard.figures.common import checkpoint_colors
+from dashboard.state import OVERVIEW_MODES, pick
 
 GRID_ID = "overview-grid"
 FIGURE_ID = "fig-overview-sparsity"
@@ -28,7 +29,7 @@ COLUMNS_STORE = "overview-columns"
 FIGURES_STORE = "overview-figures"
 QUEUE_BUTTON = "overview-queue"
 QUEUE_ROW = "overview-queue-row"  # the button with its note: left out of read-only views
-ABSOLUTE, DIFFERENCE = "absolute", "difference"
+ABSOLUTE, DIFFERENCE = OVERVIEW_MODES
 DIFF_SUFFIX = "_diff"
 
 
@@ -102,11 +103,11 @@ def grid_rows(rows: Sequence[dict], colors: Mapping[int, str]) -> list[dict]:
     return out
 
 
-def summary_grid(rows: Sequence[dict], colors: Mapping[int, str]) -> dag.AgGrid:
+def summary_grid(rows: Sequence[dict], colors: Mapping[int, str], difference: bool = False) -> dag.AgGrid:
     return dag.AgGrid(
         id=GRID_ID,
         rowData=grid_rows(rows, colors),
-        columnDefs=column_defs(),
+        columnDefs=column_defs(difference),
         defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True, "minWidth": 110},
         getRowId="params.data.key",
         dashGridOptions={"domLayout": "autoHeight", "animateRows": False, "suppressFieldDotNotation": True},
@@ -116,17 +117,15 @@ def summary_grid(rows: Sequence[dict], colors: Mapping[int, str]) -> dag.AgGrid:
     )
 
 
-def mode_toggle() -> dcc.RadioItems:
+def mode_toggle(mode: str = ABSOLUTE) -> dcc.RadioItems:
     return dcc.RadioItems(
         id=MODE_ID,
         options=[
             {"label": "values", "value": ABSOLUTE},
             {"label": "difference to the parent (child − dense)", "value": DIFFERENCE},
         ],
-        value=ABSOLUTE,
+        value=mode,  # the compare page keeps it in its URL, and renders the tab again with it
         inline=True,
-        persistence=True,  # kept when the tab's content is rendered again
-        persistence_type="session",
         className="ps-overview-mode",
     )
 
@@ -164,9 +163,11 @@ def overview_view(
     jobs: dict[int, dict],
     *,
     writable: bool = True,
+    settings: Mapping | None = None,
 ) -> list:
     """``summaries`` holds every analysis' newest summary per checkpoint (``data.results_of_all``).
-    ``writable=False`` (a read-only shared view) leaves out the button that queues analyses."""
+    ``writable=False`` (a read-only shared view) leaves out the button that queues analyses; ``settings``
+    (:func:`dashboard.state.parse_settings`) may open it in the difference ``mode``."""
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     rows = fig_overview.overview_rows(known, checkpoints, summaries)
@@ -179,11 +180,12 @@ def overview_view(
         return [*out, html.P("No checkpoints selected.", className="ps-empty")]
     if writable:
         out += _queue_section(rows)
+    mode = pick(settings, "mode", OVERVIEW_MODES, ABSOLUTE)
     return [
         *out,
-        mode_toggle(),
-        summary_grid(rows, colors),
-        graph(figures[ABSOLUTE], name="overview-sparsity", id=FIGURE_ID),
+        mode_toggle(mode),
+        summary_grid(rows, colors, difference=mode == DIFFERENCE),
+        graph(figures[mode], name="overview-sparsity", id=FIGURE_ID),
         dcc.Store(id=COLUMNS_STORE, data={ABSOLUTE: column_defs(False), DIFFERENCE: column_defs(True)}),
         dcc.Store(id=FIGURES_STORE, data={k: f.to_plotly_json() for k, f in figures.items()}),
     ]

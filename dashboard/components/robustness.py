@@ -25,6 +25,7 @@ from dashboard.components.graph import graph
 from dashboard.components.table import Column, table
 from dashboard.figures import robustness as fig_robustness
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure
+from dashboard.state import MEAN_SEVERITY, pick
 
 ANALYSIS = "robustness"
 ARTIFACT = "geometry"
@@ -138,15 +139,19 @@ def _dropdown(component_id: str, options: list, value, label: str) -> html.Label
     )
 
 
-def _accuracy_section(entries: list[CheckpointSummary], colors: dict[int, str]) -> html.Section:
+def _accuracy_section(
+    entries: list[CheckpointSummary], colors: dict[int, str], settings: Mapping | None
+) -> html.Section:
     levels = fig_robustness.severities(entries)
-    options = [{"label": "mean over severities", "value": "mean"}] + [
+    options = [{"label": "mean over severities", "value": MEAN_SEVERITY}] + [
         {"label": f"severity {s}", "value": s} for s in levels
     ]
+    severity = pick(settings, "severity", levels, MEAN_SEVERITY)
+    level = None if severity == MEAN_SEVERITY else severity
     return _section(
         "Accuracy under corruption",
-        html.Div([_dropdown(SEVERITY_ID, options, "mean", "heatmap: ")], className="ps-row"),
-        graph(fig_robustness.accuracy_heatmap(entries), name="robustness-heatmap", id=HEATMAP_FIG_ID),
+        html.Div([_dropdown(SEVERITY_ID, options, severity, "heatmap: ")], className="ps-row"),
+        graph(fig_robustness.accuracy_heatmap(entries, level), name="robustness-heatmap", id=HEATMAP_FIG_ID),
         graph(
             fig_robustness.severity_curves(entries, colors),
             name="robustness-severity",
@@ -155,19 +160,25 @@ def _accuracy_section(entries: list[CheckpointSummary], colors: dict[int, str]) 
     )
 
 
-def _sample_section(entries: list[CheckpointSummary]) -> html.Section:
+def _sample_section(entries: list[CheckpointSummary], settings: Mapping | None) -> html.Section:
     choices = [{"label": e.label, "value": e.checkpoint_id} for e in entries]
+    ids = [e.checkpoint_id for e in entries]
     conditions = condition_options(entries)
     loading = empty_figure("loading per-sample geometry…")
     controls = html.Div(
         [
-            _dropdown(A_ID, choices, entries[0].checkpoint_id, "checkpoint A: "),
-            _dropdown(B_ID, choices, entries[-1].checkpoint_id, "checkpoint B: "),
-            _dropdown(CONDITION_ID, conditions, default_condition(conditions), "condition: "),
+            _dropdown(A_ID, choices, pick(settings, "a", ids, ids[0]), "checkpoint A: "),
+            _dropdown(B_ID, choices, pick(settings, "b", ids, ids[-1]), "checkpoint B: "),
+            _dropdown(
+                CONDITION_ID,
+                conditions,
+                pick(settings, "condition", conditions, default_condition(conditions)),
+                "condition: ",
+            ),
             _dropdown(
                 QUANTITY_ID,
                 [{"label": v, "value": k} for k, v in fig_robustness.QUANTITIES.items()],
-                "correct",
+                pick(settings, "quantity", fig_robustness.QUANTITIES, "correct"),
                 "embed by: ",
             ),
         ],
@@ -189,28 +200,32 @@ def _sample_section(entries: list[CheckpointSummary]) -> html.Section:
     )
 
 
-def _explorer_section() -> html.Section:
+def _explorer_section(sample: int | None = None) -> html.Section:
+    """The sample explorer, with ``sample`` (an index) open; one beyond the results says so."""
+    index = dcc.Input(id=INDEX_ID, type="number", min=0, step=1, debounce=True, value=sample)
     return _section(
         "Sample explorer",
         html.Div(
-            [
-                html.Label(
-                    ["open sample #", dcc.Input(id=INDEX_ID, type="number", min=0, step=1, debounce=True)],
-                    className="ps-robustness-control",
-                ),
-            ],
+            [html.Label(["open sample #", index], className="ps-robustness-control")],
             className="ps-row",
         ),
-        dcc.Store(id=SAMPLE_STORE),
+        dcc.Store(id=SAMPLE_STORE, data=sample),
         html.Div(id=DETAIL_ID, children=html.P("Pick a sample.", className="ps-note")),
         html.Div(id=LISTS_ID, children=html.P("Loading samples…", className="ps-note")),
     )
 
 
 def robustness_view(
-    ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], jobs: dict[int, dict]
+    ids: Sequence[int],
+    checkpoints: dict[int, dict],
+    summaries: dict[int, dict],
+    jobs: dict[int, dict],
+    *,
+    settings: Mapping | None = None,
 ) -> list:
-    """Everything the robustness tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
+    """Everything the robustness tab shows for the checkpoints ``ids`` (unknown ids are skipped).
+    ``settings`` (:func:`dashboard.state.parse_settings`) gives the controls' first values where they
+    are among the options: severity, a, b, condition, quantity and the open sample."""
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     missing = [cid for cid in known if cid not in summaries]
@@ -220,7 +235,7 @@ def robustness_view(
     if entries:
         out += [
             robustness_table(known, checkpoints, summaries, colors),
-            _accuracy_section(entries, colors),
+            _accuracy_section(entries, colors, settings),
             _section(
                 "Neural collapse and dead ReLUs",
                 html.Div(
@@ -239,8 +254,8 @@ def robustness_view(
                     className="ps-grid2",
                 ),
             ),
-            _sample_section(entries),
-            _explorer_section(),
+            _sample_section(entries, settings),
+            _explorer_section((settings or {}).get("sample")),
         ]
     return [o for o in out if o is not None]
 
@@ -604,9 +619,10 @@ def register_robustness_callbacks(app: Dash) -> None:
         Input(SAMPLE_STORE, "data"),
         Input(CONDITION_ID, "value"),
         State("compare-state", "data"),
-        prevent_initial_call=True,
     )
     def show_sample(index, condition, state):
+        if index is None and ctx.triggered_id is None:  # first drawn with no sample open (from the URL)
+            return dash.no_update
         entries, colors, dataset_id = _context(state)
         return explorer_detail(entries, colors, dataset_id, index, condition)
 

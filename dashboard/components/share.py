@@ -84,13 +84,16 @@ def register_share_callbacks(app: Dash) -> None:
         Input(CREATE_ID, "n_clicks"),
         State(EXPIRY_ID, "value"),
         State("compare-state", "data"),
+        State("compare-settings", "data"),
         prevent_initial_call=True,
     )
-    def create(clicks, days, state):
+    def create(clicks, days, state, settings):
         if not clicks:
             return dash.no_update
         try:
-            made = data.create_share(state or {}, float(days) if days else None)
+            made = data.create_share(
+                {**(state or {}), "settings": settings or {}}, float(days) if days else None
+            )
         except data.ActionError as exc:
             return html.P(str(exc), className="ps-error", role="alert")
         return share_result(flask.request.host_url.rstrip("/") + get_relative_path(made["url"]))

@@ -1,15 +1,22 @@
 """Compare: a selection of checkpoints side by side. The URL carries the state:
-``/compare?ids=1,2,3&dataset=1&tab=evaluate`` (or ``?family=name``), so a reload or a shared link
-shows the same view."""
+``/compare?ids=1,2,3&dataset=1&tab=robustness&severity=3&sample=17`` (or ``?family=name``): the selection,
+the tab and the tabs' settings (:data:`dashboard.state.SETTINGS`), so a reload or a copied link shows the
+same view.
+
+Changing the selection, the data set or the tab navigates (the page is built again from its new URL);
+changing a tab's setting only rewrites the address bar (``history.replaceState``, in the browser) and the
+``compare-settings`` store, which the next navigation and every re-render of the tab carry on."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import dash
 from dash import Dash, Input, Output, State, ctx, dcc, get_relative_path, html
 
 from dashboard import data
+from dashboard.components import landscape, overview, robustness
 from dashboard.components.compare import evaluate_view
 from dashboard.components.graph import graph
 from dashboard.components.hessian import PER_LAYER_BUTTON, PER_LAYER_PARAMS, hessian_view, lacking_per_layer
@@ -19,11 +26,11 @@ from dashboard.components.robustness import register_robustness_callbacks, robus
 from dashboard.components.share import register_share_callbacks, share_controls
 from dashboard.downloads import register_download_callbacks
 from dashboard.figures.sparsity import layer_sparsity_heatmap
-from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_tab
+from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, parse_settings, parse_tab
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
 
-# One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs) -> list``.
+# One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs, *, settings) -> list``.
 VIEWS = {
     "evaluate": evaluate_view,
     "hessian": hessian_view,
@@ -35,6 +42,50 @@ VIEWS = {
 RESULTS = {"landscape": data.results_by_mode, "overview": data.results_of_all}
 POLL_MS = 2000
 POLLED_BY_OVERVIEW = ("evaluate", "hessian", "landscape", "robustness")
+SETTINGS_STORE = "compare-settings"
+# Each setting the URL carries: the control holding it, per tab (a tab's controls are drawn together).
+# ``kind`` says how the browser reads the control's value: as it is, or a checklist's "on" (``flag``).
+# When the tab is drawn, every input of its group reports a change at once: that is no change of a
+# setting, so a group has two inputs at least (the overview's one control has its columns' store beside).
+URL_CONTROLS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "robustness": (
+        ("severity", robustness.SEVERITY_ID, "value", "value"),
+        ("a", robustness.A_ID, "value", "value"),
+        ("b", robustness.B_ID, "value", "value"),
+        ("condition", robustness.CONDITION_ID, "value", "value"),
+        ("quantity", robustness.QUANTITY_ID, "value", "value"),
+        ("sample", robustness.SAMPLE_STORE, "data", "value"),
+    ),
+    "landscape": (
+        ("log", landscape.LOG_ID, "value", "flag"),
+        ("surface", landscape.SURFACE_ID, "value", "value"),
+    ),
+    "overview": (
+        ("mode", overview.MODE_ID, "value", "value"),
+        ("", overview.COLUMNS_STORE, "data", "drawn"),  # set once, when the tab is drawn
+    ),
+}
+# In the browser: the changed controls' values into the settings store and the address bar, in place
+# (no navigation, so nothing is rendered again). ``false`` and ``null`` leave the URL (the default).
+_KEEP_SETTINGS = """function (...args) {
+    const controls = %s;
+    const changed = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+    if (changed.length >= controls.length) { return window.dash_clientside.no_update; }  // just drawn
+    const settings = Object.assign({}, args[controls.length] || {});
+    const params = new URLSearchParams(window.location.search);
+    controls.forEach(([name, id, prop, kind], i) => {
+        if (kind === "drawn" || !changed.includes(id + "." + prop)) { return; }
+        let value = args[i];
+        if (kind === "flag") { value = Array.isArray(value) && value.length > 0; }
+        settings[name] = value;
+        if (value === null || value === undefined || value === false) { params.delete(name); }
+        else { params.set(name, value === true ? "1" : String(value)); }
+    });
+    const search = params.toString().replace(/%%2C/gi, ",").replace(/%%2F/gi, "/");
+    const url = window.location.pathname + (search ? "?" + search : "") + window.location.hash;
+    window.history.replaceState(window.history.state, "", url);
+    return settings;
+}"""
 
 
 def _controls(selected: list[int], dataset_id: int | None) -> html.Div:
@@ -68,9 +119,10 @@ def _controls(selected: list[int], dataset_id: int | None) -> html.Div:
     )
 
 
-def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
+def layout(ids=None, dataset=None, tab=None, family=None, **query) -> html.Div:
     selected = parse_ids(ids) or (data.family_ids(family) if isinstance(family, str) else [])
     tab = parse_tab(tab)
+    settings = parse_settings(query)
     dataset_id = parse_id(dataset) or data.default_dataset(tab, selected)
     return html.Div(
         [
@@ -86,14 +138,16 @@ def layout(ids=None, dataset=None, tab=None, family=None, **_query) -> html.Div:
             html.Div(id="compare-queue-result", className="ps-result"),
             html.Div(id="compare-content"),
             dcc.Store(id="compare-state", data={"ids": selected, "dataset": dataset_id, "tab": tab}),
+            dcc.Store(id=SETTINGS_STORE, data=settings),
             dcc.Store(id="compare-refresh"),
             dcc.Interval(id="compare-poll", interval=POLL_MS, disabled=True),
         ]
     )
 
 
-def view_content(state: dict) -> tuple[list, bool]:
-    """The selected tab's view of the selection, and whether some of its jobs are still running."""
+def view_content(state: dict, settings: dict | None = None) -> tuple[list, bool]:
+    """The selected tab's view of the selection, and whether some of its jobs are still running.
+    ``settings`` (:func:`dashboard.state.parse_settings`) set the view's controls; without, their defaults."""
     ids, tab, dataset_id = state["ids"], state["tab"], state["dataset"]
     if not ids:
         return [html.P("Pick checkpoints above, or a whole family.", className="ps-note")], False
@@ -113,7 +167,7 @@ def view_content(state: dict) -> tuple[list, bool]:
     report = "compare/report.html" + compare_search(ids, dataset_id)  # relative to /compare: any app prefix
     return [
         html.A("Download report (HTML)", href=report, id="compare-report", className="ps-report-link"),
-        *VIEWS[tab](ids, checkpoints, summaries, jobs),
+        *VIEWS[tab](ids, checkpoints, summaries, jobs, settings=parse_settings(settings)),
         graph(sparsity, name="sparsity", id="fig-sparsity"),
     ], pending
 
@@ -131,10 +185,20 @@ def register_callbacks(app: Dash) -> None:
         Input("compare-state", "data"),
         Input("compare-poll", "n_intervals"),
         Input("compare-refresh", "data"),
+        State(SETTINGS_STORE, "data"),
     )
-    def render(state, _n, _refresh):
-        content, pending = view_content(state)
+    def render(state, _n, _refresh, settings):
+        content, pending = view_content(state, settings)
         return content, not pending
+
+    for controls in URL_CONTROLS.values():
+        app.clientside_callback(
+            _KEEP_SETTINGS % json.dumps(controls),
+            Output(SETTINGS_STORE, "data", allow_duplicate=True),
+            *(Input(component_id, prop) for _name, component_id, prop, _kind in controls),
+            State(SETTINGS_STORE, "data"),
+            prevent_initial_call=True,
+        )
 
     @app.callback(
         Output("compare-nav", "href"),
@@ -142,12 +206,13 @@ def register_callbacks(app: Dash) -> None:
         Input("compare-family", "value"),
         Input("compare-dataset", "value"),
         Input("compare-tab", "value"),
+        State(SETTINGS_STORE, "data"),
         prevent_initial_call=True,
     )
-    def navigate(ids, family, dataset_id, tab):
+    def navigate(ids, family, dataset_id, tab, settings):
         if ctx.triggered_id == "compare-family" and family:
             ids = data.family_ids(family)
-        return get_relative_path("/compare") + compare_search(ids or [], dataset_id, tab)
+        return get_relative_path("/compare") + compare_search(ids or [], dataset_id, tab, settings)
 
     @app.callback(
         Output("compare-queue-result", "children"),

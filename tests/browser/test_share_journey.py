@@ -97,7 +97,8 @@ def test_share_open_read_only_try_a_write_revoke_and_reload(browser, token_serve
     # And every write (and every read outside the view) is refused to it
     status = guest.evaluate(
         """async (ids) => {
-            const post = await fetch('/api/jobs', {method: 'POST', headers: {'Content-Type': 'application/json'},
+            const json = {'Content-Type': 'application/json'};
+            const post = await fetch('/api/jobs', {method: 'POST', headers: json,
               body: JSON.stringify({analysis: 'evaluate', checkpoint_ids: ids, dataset_id: 1, params: {}})});
             const list = await fetch('/api/checkpoints');
             const del = await fetch('/api/checkpoints/' + ids[0], {method: 'DELETE'});

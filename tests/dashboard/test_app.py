@@ -108,6 +108,7 @@ def test_a_shared_views_requests_cannot_write_through_the_data_helpers(client, s
             data.add_builtin_dataset("synthetic")
         assert [c["name"] for c in data.list_checkpoints()] == ["dense"]  # reads still work
 
+
 def test_the_overview_reads_each_childs_cka_to_its_parent_from_the_robustness_features(client, settings):
     # Given a dense checkpoint and a pruned child, each with a robustness result
     ds = data.add_builtin_dataset("digits")
@@ -133,3 +134,17 @@ def test_the_overview_reads_each_childs_cka_to_its_parent_from_the_robustness_fe
     expected = linear_cka(*(torch.from_numpy(f.astype("float32")) for f in feats))
     assert found[child["id"]]["robustness"]["cka_to_parent"] == pytest.approx(expected, rel=1e-9)
     assert 0.0 < expected < 1.0 - 1e-6
+
+
+def test_the_compare_page_keeps_the_settings_of_its_url_and_drops_junk(client):
+    from dashboard.pages.compare import SETTINGS_STORE, URL_CONTROLS, layout
+    from dashboard.state import SETTINGS
+    from tests.dashboard.test_components import walk
+
+    page = layout(ids="1,2", tab="robustness", severity="3", log="1", sample="x", mode="<b>", junk="1")
+    (store,) = [c for c in walk(page) if getattr(c, "id", None) == SETTINGS_STORE]
+    assert store.data == {"severity": 3, "log": True}
+    # every setting has its control, which the browser copies into the store and the address bar
+    names = [name for controls in URL_CONTROLS.values() for name, *_, kind in controls if kind != "drawn"]
+    assert sorted(names) == sorted(SETTINGS)
+    assert all(len(controls) >= 2 for controls in URL_CONTROLS.values())  # "all changed": just drawn

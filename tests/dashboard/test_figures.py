@@ -6,7 +6,17 @@ import pytest
 
 from dashboard.figures.common import PALETTE, CheckpointSummary, checkpoint_colors, plain
 from dashboard.figures.evaluate import accuracy_bars, confusion_grid, per_class_accuracy
-from dashboard.state import compare_search, parse_id, parse_ids, parse_tab
+from dashboard.state import (
+    SETTINGS,
+    compare_search,
+    parse_id,
+    parse_ids,
+    parse_index,
+    parse_settings,
+    parse_tab,
+    pick,
+    settings_query,
+)
 
 
 def summary(confusion, per_class=None, accuracy=0.5, ece=0.1):
@@ -147,3 +157,88 @@ def test_compare_search_round_trips_through_the_parsers():
     search = compare_search([3, 1, 3], 2, "evaluate")
     assert search == "?ids=3,1&dataset=2&tab=evaluate"
     assert compare_search([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"severity": "3"}, {"severity": 3}),
+        ({"severity": "mean"}, {"severity": "mean"}),
+        ({"severity": "6"}, {}),
+        ({"severity": "0"}, {}),
+        ({"severity": "3.0"}, {}),
+        ({"condition": "gaussian_noise/3"}, {"condition": "gaussian_noise/3"}),
+        ({"condition": "clean"}, {"condition": "clean"}),
+        ({"condition": "gaussian_noise/9"}, {}),
+        ({"condition": "<script>/3"}, {}),
+        ({"condition": "gaussian_noise"}, {}),
+        ({"quantity": "angle"}, {"quantity": "angle"}),
+        ({"quantity": "weights"}, {}),
+        ({"a": "2", "b": "5", "surface": "4"}, {"a": 2, "b": 5, "surface": 4}),
+        ({"a": "0", "b": "-5", "surface": "x"}, {}),
+        ({"sample": "0"}, {"sample": 0}),
+        ({"sample": "17"}, {"sample": 17}),
+        ({"sample": "-1"}, {}),
+        ({"sample": "1e3"}, {}),
+        ({"sample": "9" * 30}, {}),
+        ({"log": "1"}, {"log": True}),
+        ({"log": "true"}, {"log": True}),
+        ({"log": "0"}, {"log": False}),
+        ({"log": "maybe"}, {}),
+        ({"mode": "difference"}, {"mode": "difference"}),
+        ({"mode": "absolute"}, {"mode": "absolute"}),
+        ({"mode": "sideways"}, {}),
+        ({"severity": ["2", "4"]}, {"severity": 2}),  # repeated: the first
+        ({"severity": []}, {}),
+        ({"ids": "1,2", "tab": "hessian", "junk": "x"}, {}),  # not settings
+    ],
+)
+def test_parse_settings_keeps_values_of_each_controls_kind_and_drops_junk(query, expected):
+    assert parse_settings(query) == expected
+
+
+@pytest.mark.parametrize("query", [None, "severity=3", ["severity"], {"severity": None}, {"log": 3.5}])
+def test_parse_settings_never_raises_on_odd_input(query):
+    assert parse_settings(query) == {}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0), ("17", 17), (5, 5), (-1, None), (True, None)])
+def test_parse_index(raw, expected):
+    assert parse_index(raw) == expected
+
+
+def test_pick_falls_back_when_the_setting_is_not_among_the_controls_options():
+    assert pick({"a": 2}, "a", [1, 2, 3], 1) == 2
+    assert pick({"a": 9}, "a", [1, 2, 3], 1) == 1
+    assert pick({}, "a", [1, 2, 3], 1) == 1
+    assert pick(None, "condition", ["clean"], "clean") == "clean"
+
+
+def test_the_settings_round_trip_through_the_url_in_a_readable_order():
+    settings = {
+        "mode": "difference",
+        "log": True,
+        "sample": 17,
+        "b": 5,
+        "a": 2,
+        "condition": "gaussian_noise/3",
+        "severity": 3,
+        "quantity": "angle",
+        "surface": 2,
+    }
+    search = compare_search([2, 5], 1, "robustness", settings)
+    assert search == (
+        "?ids=2,5&dataset=1&tab=robustness&severity=3&condition=gaussian_noise/3&quantity=angle"
+        "&a=2&b=5&sample=17&log=1&surface=2&mode=difference"
+    )
+    query = dict(part.split("=", 1) for part in search[1:].split("&"))
+    assert parse_settings(query) == settings
+    assert list(settings_query(settings)) == list(SETTINGS)
+
+
+def test_compare_search_drops_settings_that_no_longer_apply():
+    # checkpoints A, B and the 3D one outside the new selection are left out; the rest stay
+    settings = {"a": 2, "b": 5, "surface": 9, "severity": 3, "log": False, "junk": 1, "sample": "x"}
+    search = compare_search([5, 7], 1, "landscape", settings)
+    assert search == "?ids=5,7&dataset=1&tab=landscape&severity=3&b=5"
+    assert compare_search([], None, None, {"log": True}) == "?log=1"

@@ -413,6 +413,25 @@ def test_landscape_view_offers_the_3d_surface_of_each_2d_result():
     assert [o["value"] for o in dropdown.options] == [1, 3] and dropdown.value == 1
 
 
+def test_landscape_view_sets_the_log_switch_and_3d_checkpoint_from_its_settings():
+    summaries = {1: summary_2d(), 3: summary_2d(2.0)}
+    view = landscape_view([1, 3], ckpts(1, 3), summaries, {}, settings={"log": True, "surface": 3})
+    (dropdown,) = [c for c in walk(view) if isinstance(c, dcc.Dropdown)]
+    (switch,) = [c for c in walk(view) if getattr(c, "id", None) == LOG_ID]
+    assert dropdown.value == 3 and switch.value == ["log"]
+    grid, surface = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)
+    drawn = {getattr(c, "id", None): c for c in walk(view)}
+    assert drawn[CONTOURS_ID].figure == grid and drawn["fig-landscape-surface"].figure == surface
+
+
+def test_landscape_view_ignores_a_3d_checkpoint_without_a_2d_result():
+    summaries = {1: summary_2d(), 2: summary_1d()}
+    view = landscape_view([1, 2], ckpts(1, 2), summaries, {}, settings={"surface": 2, "log": False})
+    (dropdown,) = [c for c in walk(view) if isinstance(c, dcc.Dropdown)]
+    (switch,) = [c for c in walk(view) if getattr(c, "id", None) == LOG_ID]
+    assert dropdown.value == 1 and switch.value == []
+
+
 def test_surface_switches_redraw_in_log_scale_for_the_chosen_checkpoint():
     summaries = {1: summary_2d(), 3: summary_2d(2.0)}
     grid, surface = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)

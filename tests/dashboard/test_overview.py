@@ -95,6 +95,17 @@ def test_view_renders_the_grid_the_figure_and_both_modes():
     assert set(_find(out, "overview-columns").data) == {"absolute", "difference"}
 
 
+@pytest.mark.parametrize(("settings", "mode"), [(None, "absolute"), ({"mode": "difference"}, "difference")])
+def test_view_opens_in_the_mode_its_settings_name(settings, mode):
+    out = overview_view([1, 2], CHECKPOINTS, RESULTS, {}, settings=settings)
+    assert _find(out, "overview-mode").value == mode
+    groups = _find(out, "overview-grid").columnDefs
+    headers = [c.get("headerName") for g in groups for c in g.get("children", [])]
+    assert any(h.startswith("Δ ") for h in headers) == (mode == "difference")
+    title = _find(out, "fig-overview-sparsity").figure.layout.title.text or ""
+    assert ("Difference to the parent" in title) == (mode == "difference")
+
+
 def test_difference_rows_subtract_the_parent_and_leave_orphans_empty():
     rows = overview_rows([1, 2, 3, 4], CHECKPOINTS, RESULTS)
     diffs = {r["id"]: r for r in difference_rows(rows)}

@@ -13,7 +13,7 @@ from dash import html
 from dash.development.base_component import Component
 from PIL import Image
 
-from dashboard import data
+from dashboard import data, state
 from dashboard.components import robustness as view
 from dashboard.figures import robustness as figs
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors
@@ -266,6 +266,41 @@ def test_robustness_view_shows_the_table_figures_and_explorer():
     assert "99" in text and "dense (#1)" in text and "other (#3)" in text
     condition = next(c for c in walk(tree) if getattr(c, "id", None) == view.CONDITION_ID)
     assert condition.value == "gaussian_noise/3" and condition.options[0] == "clean"
+
+
+def controls(tree) -> dict:
+    return {c.id: c for c in walk(tree) if isinstance(getattr(c, "id", None), str)}
+
+
+def test_robustness_view_sets_its_controls_from_the_settings_of_the_url():
+    checkpoints = {1: ckpt(1, "dense"), 2: ckpt(2, "half"), 3: ckpt(3, "third")}
+    summaries = {1: summary(), 2: summary(0.7), 3: summary(0.6)}
+    settings = {"severity": 3, "a": 2, "b": 1, "condition": "contrast/5", "quantity": "angle", "sample": 17}
+    found = controls(view.robustness_view([1, 2, 3], checkpoints, summaries, {}, settings=settings))
+    assert found[view.SEVERITY_ID].value == 3
+    assert (found[view.A_ID].value, found[view.B_ID].value) == (2, 1)
+    assert found[view.CONDITION_ID].value == "contrast/5"
+    assert found[view.QUANTITY_ID].value == "angle"
+    assert found[view.INDEX_ID].value == 17 and found[view.SAMPLE_STORE].data == 17
+    assert found[view.HEATMAP_FIG_ID].figure == figs.accuracy_heatmap(
+        [CheckpointSummary(c, checkpoints[c]["name"], summaries[c]) for c in (1, 2, 3)], 3
+    )
+
+
+def test_robustness_view_falls_back_to_defaults_for_settings_its_controls_do_not_offer():
+    checkpoints = {1: ckpt(1, "dense"), 2: ckpt(2, "half")}
+    settings = {"severity": 2, "a": 7, "b": 9, "condition": "fog/3", "quantity": "weights"}
+    tree = view.robustness_view([1, 2], checkpoints, {1: summary(), 2: summary()}, {}, settings=settings)
+    found = controls(tree)
+    assert found[view.SEVERITY_ID].value == "mean"  # severity 2 was not computed
+    assert (found[view.A_ID].value, found[view.B_ID].value) == (1, 2)
+    assert found[view.CONDITION_ID].value == "gaussian_noise/3"
+    assert found[view.QUANTITY_ID].value == "correct"
+    assert found[view.INDEX_ID].value is None and found[view.SAMPLE_STORE].data is None
+
+
+def test_the_url_parsers_know_the_robustness_quantities_and_clean_condition():
+    assert state.QUANTITIES == tuple(figs.QUANTITIES) and state.CLEAN == figs.CLEAN
 
 
 def test_robustness_view_without_results_shows_only_what_is_missing():

@@ -145,3 +145,17 @@ def test_names_reach_the_share_page_as_text(family):
     assert HOSTILE.split("<img")[0] in resp.json()["response"]["compare-content"]["children"].__repr__()
     assert "dangerouslySetInnerHTML" not in resp.text
     client.cookies.clear()
+
+
+def test_a_view_opens_with_the_settings_it_was_shared_with(family):
+    client, owner, (dense, child, _other), ds = family
+    state = {"ids": [dense, child], "dataset": ds, "tab": "overview", "settings": {"mode": "difference"}}
+    token = client.post("/api/views", json={"state": state}, headers=owner).json()["token"]
+    _open(client, token)
+    inputs = [
+        {"id": "share-tab", "property": "value", "value": "overview"},
+        {"id": "share-url", "property": "pathname", "value": f"/s/{token}"},
+    ]
+    body = callback(client, "compare-content.children", inputs).text
+    assert '"value": "difference"' in body.replace('":"', '": "')
+    client.cookies.clear()
