@@ -122,27 +122,8 @@ def create(
         staged.discard()
         raise
     meta = {**info.meta, **(metadata or {})}
-    method = meta.get(PRUNING_METHOD_KEY)
-    target = meta.get(SPARSITY_TARGET_KEY)
     key = store.put(staged)
-    ckpt = Checkpoint(
-        name=name,
-        family=family,
-        parent_id=parent_id,
-        format=info.format,
-        architecture=info.architecture,
-        num_classes=info.num_classes,
-        input_shape=info.input_shape,
-        parameter_count=info.parameter_count,
-        sparsity=info.sparsity,
-        layer_sparsity=info.layer_sparsity,
-        pruning_method=str(method)[:64] if method is not None else None,
-        sparsity_target=float(target) if isinstance(target, (int, float)) else None,
-        meta=meta,
-        sha256=staged.sha256,
-        size_bytes=staged.size,
-        blob_key=key,
-    )
+    ckpt = _row(info, meta, staged, key, name=name, family=family, parent_id=parent_id)
     session.add(ckpt)
     try:
         session.flush()
@@ -242,11 +223,22 @@ def register_child(
     if existing is not None:
         return existing
     meta = {**info.meta, **metadata}
+    name = clean_name(f"{parent.name} {label}")[:200]
+    ckpt = _row(info, meta, staged, key, name=name, family=parent.family, parent_id=parent.id)
+    session.add(ckpt)
+    session.flush()
+    return ckpt
+
+
+def _row(
+    info, meta: dict, staged, key: str, *, name: str, family: str | None, parent_id: int | None
+) -> Checkpoint:
+    """The checkpoint row of an intake's ``info`` and ``meta`` (pruning method and target read from it)."""
     method, target = meta.get(PRUNING_METHOD_KEY), meta.get(SPARSITY_TARGET_KEY)
-    ckpt = Checkpoint(
-        name=clean_name(f"{parent.name} {label}")[:200],
-        family=parent.family,
-        parent_id=parent.id,
+    return Checkpoint(
+        name=name,
+        family=family,
+        parent_id=parent_id,
         format=info.format,
         architecture=info.architecture,
         num_classes=info.num_classes,
@@ -261,6 +253,3 @@ def register_child(
         size_bytes=staged.size,
         blob_key=key,
     )
-    session.add(ckpt)
-    session.flush()
-    return ckpt
