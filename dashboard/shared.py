@@ -82,8 +82,13 @@ def _layout() -> html.Div:
         [
             dcc.Location(id="share-url"),
             html.Header(
-                [html.Span("PruneScope", className="ps-brand"), html.Span("shared view · read-only")],
-                className="ps-nav",
+                [
+                    html.Span("PruneScope", className="ps-brand"),
+                    html.Nav(
+                        html.Span("shared view · read-only", className="ps-nav-link"), className="ps-nav"
+                    ),
+                ],
+                className="ps-header",
             ),
             html.Main(
                 [
