@@ -29,6 +29,10 @@ class CheckpointSummary:
         return checkpoint_label(self.checkpoint_id, self.name)
 
 
+# the figures' shared layout (templates, margins for a title, a legend titled by what its entries are)
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
+
+
 def plain(text: object) -> str:
     """Escape Plotly's pseudo-HTML (``<b>``, ``<a href>``, entities) so user text shows as typed."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

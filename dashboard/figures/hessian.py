@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
+    LAYOUT,
     CheckpointSummary,
     checkpoint_meta,
     empty_figure,
@@ -33,7 +34,6 @@ from dashboard.figures.common import (
     points_meta,
 )
 
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 GROUPED_MAX = 6  # eigenvalue bars: grouped up to this many checkpoints, small multiples beyond
 DENSITY_FLOOR = 1e-9  # densities are clipped to this fraction of the highest peak, so a log axis works
 BULK_OPACITY = 0.4
@@ -153,7 +153,7 @@ def eigenvalue_bars(
         fig = go.Figure()
         for e in entries:
             fig.add_bar(name=e.label, **_eigen_bars(e, colors[e.checkpoint_id]))
-        fig.update_layout(barmode="group", title=title, **_LAYOUT)
+        fig.update_layout(barmode="group", title=title, **LAYOUT)
         fig.update_xaxes(categoryorder="array", categoryarray=categories, title_text="eigenvalue")
         fig.update_yaxes(title_text="λ", zeroline=True)
         return fig
@@ -384,7 +384,7 @@ def density_overlay(
     )
     fig.update_yaxes(type="log", range=y_range, title_text="density (log)", exponentformat="power")
     fig.update_xaxes(title_text="eigenvalue λ")
-    fig.update_layout(title="Spectral densities (ticks: outliers)", height=460, **_LAYOUT)
+    fig.update_layout(title="Spectral densities (ticks: outliers)", height=460, **LAYOUT)
     return fig
 
 

@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
+    LAYOUT,
     CheckpointSummary,
     checkpoint_meta,
     empty_figure,
@@ -38,7 +39,6 @@ from dashboard.figures.common import (
     points_meta,
 )
 
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 COLORSCALE = "Viridis"
 SIGNIFICANT = 5  # digits kept in the curves sent to the browser
 CONTOUR_LEVELS = 20
@@ -332,7 +332,7 @@ def curves_1d(
             f"<extra>{e.label}</extra>",
         )
     fig.add_vline(x=0.0, line=dict(color="gray", width=1, dash="dot"))
-    fig.update_layout(title=f"1D slices: {metric} along one direction", **_LAYOUT)
+    fig.update_layout(title=f"1D slices: {metric} along one direction", **LAYOUT)
     fig.update_xaxes(title_text="α")
     if metric == "accuracy":
         fig.update_yaxes(title_text="accuracy", tickformat=".0%")
@@ -442,7 +442,7 @@ def interpolation_curves(
     fig.update_xaxes(tickvals=[0, 0.5, 1], ticktext=["checkpoint", "0.5", right], title_text="α")
     fig.update_yaxes(title_text="loss", col=1)
     fig.update_yaxes(title_text="error", tickformat=".0%", col=2)
-    fig.update_layout(title="Linear interpolation θ(α) = (1 − α)·θ_A + α·θ_B", **_LAYOUT)
+    fig.update_layout(title="Linear interpolation θ(α) = (1 − α)·θ_A + α·θ_B", **LAYOUT)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2), height=480 + 12 * len(drawn))
     return fig
 
@@ -585,7 +585,7 @@ def sharpness_vs_sparsity(
             f"<extra>{kind}</extra>",
         )
     fig.add_hline(y=0.0, line=dict(color="gray", width=1, dash="dot"))
-    fig.update_layout(title="Sharpness at the centre against sparsity", **_LAYOUT)
+    fig.update_layout(title="Sharpness at the centre against sparsity", **LAYOUT)
     fig.update_layout(legend_title_text="slice")
     fig.update_xaxes(title_text="sparsity", tickformat=".0%")
     fig.update_yaxes(title_text="curvature d²L/dα² at 0")

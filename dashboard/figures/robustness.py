@@ -35,6 +35,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
+    LAYOUT,
     CheckpointSummary,
     checkpoint_meta,
     empty_figure,
@@ -44,7 +45,6 @@ from dashboard.figures.common import (
     points_meta,
 )
 
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 CLEAN = "clean"
 ACCURACY_COLORSCALE = "RdYlGn"
 CKA_COLORSCALE = "Viridis"
@@ -123,7 +123,7 @@ def accuracy_heatmap(entries: Sequence[CheckpointSummary], severity: int | None 
     fig.update_layout(
         title=f"Accuracy per corruption ({which})",
         height=160 + 24 * len(entries),
-        **{**_LAYOUT, "margin": dict(l=200, r=20, t=60, b=100)},
+        **{**LAYOUT, "margin": dict(l=200, r=20, t=60, b=100)},
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-35)
@@ -166,7 +166,7 @@ def severity_curves(
                 row=i // cols + 1,
                 col=i % cols + 1,
             )
-    fig.update_layout(title="Accuracy against severity (0 = clean)", height=120 + 220 * rows, **_LAYOUT)
+    fig.update_layout(title="Accuracy against severity (0 = clean)", height=120 + 220 * rows, **LAYOUT)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_xaxes(dtick=1, range=[-0.3, max(levels, default=5) + 0.3])
     return fig
@@ -210,7 +210,7 @@ def collapse_bars(
             col=i % cols + 1,
         )
     title = "Neural collapse (lower = more collapsed; colours as in the table, hover for names)"
-    fig.update_layout(title=title, height=120 + 200 * rows, **_LAYOUT)
+    fig.update_layout(title=title, height=120 + 200 * rows, **LAYOUT)
     fig.update_xaxes(showticklabels=False, type="category")  # names would overlap in narrow panels
     return fig
 
@@ -243,7 +243,7 @@ def dead_relu_heatmap(entries: Sequence[CheckpointSummary]) -> go.Figure:
     fig.update_layout(
         title="Dead-ReLU rate per layer (clean inputs)",
         height=160 + 24 * len(found),
-        **{**_LAYOUT, "margin": dict(l=200, r=20, t=60, b=100)},
+        **{**LAYOUT, "margin": dict(l=200, r=20, t=60, b=100)},
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-35)
@@ -330,7 +330,7 @@ def angle_norm_grid(
         title=f"Angle to the true class against feature norm, {label}: clean{vs}{more}",
         height=120 + 230 * rows,
         clickmode="event",
-        **{**_LAYOUT, "legend_title_text": "condition"},
+        **{**LAYOUT, "legend_title_text": "condition"},
     )
     for r in range(1, rows + 1):
         fig.update_yaxes(title_text="θ_y (°)", row=r, col=1)
@@ -406,7 +406,7 @@ def difference_scatter(
         title=f"Margin under {plain(condition)}: A = {a_label}, B = {b_label}",
         clickmode="event",
         height=460,
-        **{**_LAYOUT, "legend_title_text": "correct"},
+        **{**LAYOUT, "legend_title_text": "correct"},
     )
     fig.update_xaxes(title_text="margin of A (> 0: correct)")
     fig.update_yaxes(title_text="margin of B (> 0: correct)")
@@ -509,7 +509,7 @@ def checkpoint_embedding(
         title=f"Checkpoints embedded by their per-sample {QUANTITIES.get(quantity, quantity)} ({used})",
         clickmode="event",
         height=460,
-        **_LAYOUT,
+        **LAYOUT,
     )
     fig.update_xaxes(title_text=axis[0], zeroline=False)
     fig.update_yaxes(title_text=axis[1], zeroline=False)
@@ -555,7 +555,7 @@ def cka_heatmap(matrix: np.ndarray | None, labels: Sequence[str], samples: int |
     fig.update_layout(
         title=f"Linear CKA of the penultimate features{on}",
         height=max(360, size),
-        **{**_LAYOUT, "margin": dict(l=200, r=20, t=60, b=160)},
+        **{**LAYOUT, "margin": dict(l=200, r=20, t=60, b=160)},
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-35)
