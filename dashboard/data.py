@@ -93,13 +93,15 @@ def _job(job, reused: bool = False) -> dict:
 
 
 def list_checkpoints() -> list[dict]:
-    scope = current_scope()
+    """Every checkpoint the request may read: all of them, or (a shared view) only its own, by id."""
+    ids = current_scope().checkpoint_ids
     with _session() as session:
-        return [
-            CheckpointPublic.model_validate(c).model_dump()
-            for c in checkpoints.list_all(session=session, limit=100_000)
-            if scope.allows_checkpoint(c.id)
-        ]
+        rows = (
+            checkpoints.list_all(session=session, limit=100_000)
+            if ids is None
+            else checkpoints.list_by_ids(session=session, ids=sorted(ids))
+        )
+        return [CheckpointPublic.model_validate(c).model_dump() for c in rows]
 
 
 def families() -> list[str]:
@@ -195,7 +197,7 @@ def cancel_job(job_id: int) -> dict:
 
 def results(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest succeeded result summary per checkpoint."""
-    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    checkpoint_ids, allowed = _scoped(checkpoint_ids, dataset_id)
     if not allowed:
         return {}
     with _session() as session:
@@ -209,7 +211,7 @@ def results_by_mode(analysis: str, checkpoint_ids: list[int], dataset_id: int | 
     """The newest succeeded summary per checkpoint and ``mode`` parameter: ``{id: {mode: summary}}``
     (the landscape keeps a 2D slice and an interpolation of one checkpoint side by side)."""
     out: dict[int, dict] = {}
-    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    checkpoint_ids, allowed = _scoped(checkpoint_ids, dataset_id)
     if not allowed:
         return out
     with _session() as session:
@@ -243,32 +245,35 @@ def cka_to_parents(checkpoint_ids: list[int], dataset_id: int | None) -> dict[in
     Cached by the two artifacts' blob keys: content-addressed, so a value is never stale. Checkpoints
     without a parent, or whose parent (or itself) has no stored features, are left out.
     """
-    wanted = set(checkpoint_ids)
-    parents = {c["id"]: c["parent_id"] for c in list_checkpoints() if c["id"] in wanted and c["parent_id"]}
+    ids, allowed = _scoped(checkpoint_ids, dataset_id)
+    if not ids or not allowed:
+        return {}
+    with _session() as session:
+        parents = {
+            c.id: c.parent_id for c in checkpoints.list_by_ids(session=session, ids=ids) if c.parent_id
+        }
+    keys = _artifact_keys("robustness", [*parents, *parents.values()], dataset_id, "geometry")
     out: dict[int, float] = {}
     for cid, pid in parents.items():
-        keys = (
-            _artifact_key("robustness", cid, dataset_id, "geometry"),
-            _artifact_key("robustness", pid, dataset_id, "geometry"),
-        )
-        if None in keys:
+        pair = (keys.get(cid), keys.get(pid))
+        if None in pair:
             continue
-        value = _cka_cache.get(keys)
+        value = _cka_cache.get(pair)
         if value is None:
-            value = _features_cka(cid, pid, dataset_id)
-            _cka_cache.put(keys, value, 0)
+            value = _features_cka(*pair)
+            _cka_cache.put(pair, value, 0)
         if value == value:  # not NaN: both had features
             out[cid] = value
     return out
 
 
-def _features_cka(cid: int, pid: int, dataset_id: int | None) -> float:
+def _features_cka(child_key: str, parent_key: str) -> float:
     import torch
 
     from workers.robustness.cka import linear_cka
 
-    found = [result_artifact("robustness", i, dataset_id, "geometry", ["clean_features"]) for i in (cid, pid)]
-    if any(f is None or "clean_features" not in f for f in found):
+    found = [_arrays(key, ["clean_features"], "the robustness artifact") for key in (child_key, parent_key)]
+    if any("clean_features" not in f for f in found):
         return float("nan")
     a, b = (f["clean_features"] for f in found)
     n = min(a.shape[0], b.shape[0], CKA_SAMPLES)
@@ -277,7 +282,7 @@ def _features_cka(cid: int, pid: int, dataset_id: int | None) -> float:
 
 def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None) -> dict[int, dict]:
     """The newest job of ``analysis`` on ``dataset_id`` per checkpoint, whatever its status."""
-    checkpoint_ids, dataset_id, allowed = _scoped(checkpoint_ids, dataset_id)
+    checkpoint_ids, allowed = _scoped(checkpoint_ids, dataset_id)
     if not allowed:
         return {}
     with _session() as session:
@@ -287,10 +292,10 @@ def latest_jobs(analysis: str, checkpoint_ids: list[int], dataset_id: int | None
         return {cid: _job(job) for cid, job in found.items()}
 
 
-def _scoped(checkpoint_ids: list[int], dataset_id: int | None) -> tuple[list[int], int | None, bool]:
-    """The ids the current request may read, its dataset, and whether that dataset is readable."""
+def _scoped(checkpoint_ids: Sequence[int], dataset_id: int | None) -> tuple[list[int], bool]:
+    """The ids the current request may read, and whether it may read ``dataset_id``."""
     scope = current_scope()
-    return scope.checkpoints(checkpoint_ids), dataset_id, _dataset_ok(scope, dataset_id)
+    return scope.checkpoints(checkpoint_ids), _dataset_ok(scope, dataset_id)
 
 
 def default_dataset(analysis: str, checkpoint_ids: list[int]) -> int | None:
@@ -343,18 +348,22 @@ def _store() -> storage.BlobStore:
     return storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
 
 
-def _artifact_key(analysis: str, checkpoint_id: int, dataset_id: int | None, name: str) -> str | None:
-    scope = current_scope()
-    if not scope.allows_checkpoint(checkpoint_id) or not _dataset_ok(scope, dataset_id):
-        return None
+def _artifact_keys(
+    analysis: str, checkpoint_ids: Sequence[int], dataset_id: int | None, name: str
+) -> dict[int, str]:
+    """The blob key of artifact ``name`` of each checkpoint's newest ``analysis`` result (one query)."""
+    ids, allowed = _scoped(checkpoint_ids, dataset_id)
+    if not ids or not allowed:
+        return {}
     with _session() as session:
         found = jobs.latest_results(
-            session=session, analysis=analysis, checkpoint_ids=[checkpoint_id], dataset_id=dataset_id
+            session=session, analysis=analysis, checkpoint_ids=ids, dataset_id=dataset_id
         )
-        if checkpoint_id not in found:
-            return None
-        _job_row, res = found[checkpoint_id]
-        return next((a["key"] for a in res.artifacts or [] if a.get("name") == name), None)
+        return {
+            cid: key
+            for cid, (_job_row, res) in found.items()
+            if (key := next((a["key"] for a in res.artifacts or [] if a.get("name") == name), None))
+        }
 
 
 def result_artifact(
@@ -369,16 +378,21 @@ def result_artifact(
     ``keys`` picks some of the arrays (the others are not even decompressed); missing keys are left out.
     Artifacts are content-addressed, so each array is cached by (blob key, array name) and never stale.
     """
-    key = _artifact_key(analysis, checkpoint_id, dataset_id, name)
+    key = _artifact_keys(analysis, [checkpoint_id], dataset_id, name).get(checkpoint_id)
     if key is None:
         return None
+    return _arrays(key, keys, f"the {analysis} artifact {name!r}")
+
+
+def _arrays(key: str, keys: Sequence[str] | None, what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all when ``None``) of the artifact blob ``key``, from the cache when there."""
     names = _artifact_cache.get((key, None))  # the arrays the artifact holds, once it was opened
     wanted = list(keys) if keys is not None else names
     if names is not None and wanted is not None:
         hits = {n: _artifact_cache.get((key, n)) for n in wanted if n in names}
         if all(a is not None for a in hits.values()):
             return hits
-    return _load_artifact(key, wanted, f"the {analysis} artifact {name!r}")
+    return _load_artifact(key, wanted, what)
 
 
 def _load_artifact(key: str, wanted: list[str] | None, what: str) -> dict[str, np.ndarray]:
