@@ -114,24 +114,38 @@ def _token_of(path: str | None) -> str:
 
 
 def _resolve(token: str):
-    settings = context.get_settings()
-    with session_scope(settings.resolved_database_url, write=False) as session:
-        view = views.resolve(session=session, token=token)
-        return view.id, dict(view.state), view.expires_at
+    """``(id, state, expires_at)`` of the active view of ``token``, else :class:`NotFound`."""
+    return next(iter(_resolve_all([token]).values()))
+
+
+def _resolve_all(tokens: list[str]) -> dict[str, tuple]:
+    """The active views of those ``tokens`` that have one, by token, in one session (:class:`NotFound`
+    when none has)."""
+    found = {}
+    with session_scope(context.get_settings().resolved_database_url, write=False) as session:
+        for token in tokens:
+            try:
+                view = views.resolve(session=session, token=token)
+            except NotFound:
+                continue
+            found[token] = (view.id, dict(view.state), view.expires_at)
+    if not found:
+        raise NotFound(views.NOT_FOUND)
+    return found
 
 
 def _scope_request():
     """Before every request of this app: check its token(s) and record what it may read."""
     path = flask.request.path.lstrip("/")
-    if path.startswith(STATIC) or path == "":
-        if path == "":
-            return flask.Response(NOT_FOUND_PAGE, status=404, mimetype="text/html")
+    if path == "":
+        return flask.Response(NOT_FOUND_PAGE, status=404, mimetype="text/html")
+    if path.startswith(STATIC):
         return None
     if path.startswith("_dash-update-component"):
         scope = _cookie_scope()
         if scope == NOTHING:
             return flask.jsonify({"detail": views.NOT_FOUND}), 404
-        flask.g.setdefault(data.SCOPE_KEY, scope)
+        setattr(flask.g, data.SCOPE_KEY, scope)
         return None
     try:  # the page itself: /s/<token>
         view_id, _state, expires = _resolve(_token_of(path))
@@ -142,13 +156,15 @@ def _scope_request():
 
 
 def _cookie_scope() -> Scope:
+    """What the valid share tokens among the request's cookies may read together."""
+    cookies = flask.request.cookies
+    tokens = [cookies[n] for n in cookies if n.startswith(COOKIE_PREFIX)][:MAX_COOKIES]
+    try:
+        found = _resolve_all(tokens)
+    except NotFound:
+        return NOTHING
     scope = NOTHING
-    names = [n for n in flask.request.cookies if n.startswith(COOKIE_PREFIX)][:MAX_COOKIES]
-    for name in names:
-        try:
-            _id, state, _expires = _resolve(flask.request.cookies[name])
-        except NotFound:
-            continue
+    for _id, state, _expires in found.values():
         scope = scope.union(of_state(state))
     return scope
 
@@ -159,7 +175,7 @@ def _remember_token(response: flask.Response) -> flask.Response:
         view_id, token, expires = found
         max_age = COOKIE_MAX_AGE
         if expires is not None:
-            left = (expires.replace(tzinfo=expires.tzinfo or UTC) - datetime.now(UTC)).total_seconds()
+            left = (views.aware(expires) - datetime.now(UTC)).total_seconds()
             max_age = max(1, min(max_age, int(left)))
         response.set_cookie(
             f"{COOKIE_PREFIX}{view_id}",
@@ -208,8 +224,7 @@ def _register(app: Dash) -> None:
         if view is None:
             return "This link is not valid (revoked, expired or mistyped).", None, None
         _id, state, _expires = view
-        names = [c["name"] for c in data.list_checkpoints()]
-        title = f"Shared comparison: {len(names)} checkpoint(s)"
+        title = f"Shared comparison: {len(data.list_checkpoints())} checkpoint(s)"
         return title, parse_tab(state.get("tab")), _state(state)
 
     @app.callback(

@@ -49,9 +49,14 @@ def session_value(api_token: str) -> str:
     return hmac.new(api_token.encode(), _PURPOSE, hashlib.sha256).hexdigest()
 
 
+def token_ok(given: str, api_token: str) -> bool:
+    """``given`` is the API token (compared in constant time)."""
+    return hmac.compare_digest(given.encode(), api_token.encode())
+
+
 def bearer_ok(authorization: str, api_token: str) -> bool:
     scheme, _, token = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_token.encode())
+    return scheme.lower() == "bearer" and token_ok(token.strip(), api_token)
 
 
 def cookie_ok(cookie: str | None, api_token: str) -> bool:

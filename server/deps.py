@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
-from server.access import is_owner
+from server.access import READ_METHODS, is_owner
 from server.config import Settings
 from server.db import session_scope
 from server.errors import Unauthorized
@@ -18,9 +18,6 @@ from server.storage import BlobStore
 
 async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
-
-
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -3,14 +3,13 @@ the session cookie (:mod:`server.access`). Without a token configured, there is 
 
 from __future__ import annotations
 
-import hmac
 from html import escape
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from server.access import SESSION_COOKIE, session_value
+from server.access import SESSION_COOKIE, session_value, token_ok
 from server.deps import SettingsDep
 from server.ratelimit import rate_limited
 
@@ -61,7 +60,7 @@ def login(
     expected = settings.api_token
     if not expected:
         return RedirectResponse(safe_next(next), status_code=303)
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not token_ok(token, expected):
         return _page(next, "That is not this server's API token.", status=401)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from server.checkpoints import service as checkpoints
 from server.checkpoints.schemas import CheckpointPublic
-from server.datasets import service as datasets
+from server.datasets.models import Dataset
 from server.datasets.schemas import DatasetPublic
 from server.deps import IdPath, SessionDep, WriteGuard
 from server.errors import NotFound
@@ -62,13 +62,13 @@ def revoke_view_by_id(session: SessionDep, view_id: IdPath):
 def read_shared_view(session: SessionDep, token: Token):
     """The view's state with the checkpoints and dataset it names (those that still exist)."""
     view = service.resolve(session=session, token=token)
-    scope = of_state(view.state)
     found = checkpoints.list_by_ids(session=session, ids=view.state["ids"])
-    sets = [d for d in datasets.list_all(session=session) if scope.allows_dataset(d.id)]
+    dataset = view.state.get("dataset")
+    sets = [session.get(Dataset, dataset)] if dataset else []
     return {
         "state": view.state,
         "checkpoints": [CheckpointPublic.model_validate(c).model_dump(mode="json") for c in found],
-        "datasets": [DatasetPublic.model_validate(d).model_dump(mode="json") for d in sets],
+        "datasets": [DatasetPublic.model_validate(d).model_dump(mode="json") for d in sets if d is not None],
     }
 
 

@@ -30,7 +30,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every stored one is UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
@@ -39,7 +39,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def is_active(view: SharedView, now: datetime | None = None) -> bool:
     now = now or utcnow()
-    expires = _aware(view.expires_at)
+    expires = aware(view.expires_at)
     return view.revoked_at is None and (expires is None or expires > now)
 
 
