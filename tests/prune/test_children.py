@@ -11,26 +11,14 @@ import copy
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
-from torch import nn
 
+from tests.unit.test_pruning import _randomized
 from workers import architectures, pruning
 from workers.analyses.prune_task import PruneParams, prune_family
 from workers.architectures import MLP, SmallCNN
 from workers.registry import AnalysisInputs, NewCheckpoint, RegisteredCheckpoint
 
 CPU = torch.device("cpu")
-
-
-def _randomized(model: nn.Module, seed: int) -> nn.Module:
-    """``model`` in float64 with random weights and BatchNorm statistics, eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.randn(tensor.shape, generator=gen, dtype=torch.float64)
-                tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
-    return model.eval()
 
 
 def _small_cnn(seed: int = 0) -> SmallCNN:
