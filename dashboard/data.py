@@ -37,6 +37,7 @@ from workers.datasets import read_dataset, verify_source
 ACTIVE = ("queued", "running")
 ARTIFACT_CACHE_BYTES = 512 * 2**20  # loaded artifact arrays kept in memory, least recently used dropped
 DATASET_CACHE_SIZE = 1  # data sets kept in memory for the sample explorer
+OVERVIEW_ANALYSES = ("evaluate", "hessian", "landscape", "robustness")  # what the overview tab reads
 CKA_SAMPLES = 1000  # CKA to the parent on this many shared clean samples at most (as the robustness tab)
 
 
@@ -227,7 +228,9 @@ def results_of_all(_tab: str, checkpoint_ids: list[int], dataset_id: int | None)
     """Every analysis' newest summary per checkpoint, ``{id: {analysis: summary}}``; the landscape's per
     mode (:func:`results_by_mode`). For the overview tab."""
     out: dict[int, dict] = {cid: {} for cid in current_scope().checkpoints(checkpoint_ids)}
-    for analysis in ("evaluate", "hessian", "robustness"):
+    for analysis in OVERVIEW_ANALYSES:
+        if analysis == "landscape":
+            continue  # per mode, below
         for cid, summary in results(analysis, checkpoint_ids, dataset_id).items():
             out[cid][analysis] = summary
     for cid, modes in results_by_mode("landscape", checkpoint_ids, dataset_id).items():

@@ -41,7 +41,6 @@ VIEWS = {
 # How a tab reads its results (default: the newest per checkpoint): the landscape keeps one per mode.
 RESULTS = {"landscape": data.results_by_mode, "overview": data.results_of_all}
 POLL_MS = 2000
-POLLED_BY_OVERVIEW = ("evaluate", "hessian", "landscape", "robustness")
 SETTINGS_STORE = "compare-settings"
 # Each setting the URL carries: the control holding it, per tab (a tab's controls are drawn together).
 # ``kind`` says how the browser reads the control's value: as it is, or a checklist's "on" (``flag``).
@@ -160,7 +159,7 @@ def view_content(state: dict, settings: dict | None = None) -> tuple[list, bool]
     if tab == "overview":  # it shows every analysis: poll while any of them runs
         pending = pending or any(
             j["status"] in data.ACTIVE
-            for analysis in POLLED_BY_OVERVIEW
+            for analysis in data.OVERVIEW_ANALYSES
             for j in data.latest_jobs(analysis, known, dataset_id).values()
         )
     sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])
