@@ -8,8 +8,9 @@ Seeds a data dir (a temp dir, or ``--data-dir``, reused when already seeded) thr
 each tab, a fresh browser context each time, and measures in the page:
 
 - load: ms from navigation start until the tab's figures are drawn (as many ``.js-plotly-plot`` as a warm-up
-  load showed, its marker figure among them), no ``[data-dash-is-loading]`` element and no callback request
-  in flight, held for ``HOLD_MS`` (the time reported is when that state began);
+  load showed, its marker figure among them), no ``[data-dash-is-loading]`` element, no graph drawing or
+  resizing (``.dash-graph--pending``) and no callback request in flight, held for ``HOLD_MS`` (the time
+  reported is when that state began);
 - interact: from a tab-specific interaction (a switch of the tab, or another tab for evaluate and hessian)
   until its callback's output is drawn (the figure replaced, or the other tab ready);
 - longtask: the sum of Long Tasks (PerformanceObserver, buffered) before the load time.
@@ -75,6 +76,7 @@ window.__ps = {inflight: 0, long: [], plots: []};
   let plotly;  // wrap Plotly.newPlot/react when dcc.Graph loads Plotly: [figure id, call, start, end]
   Object.defineProperty(window, 'Plotly', {configurable: true, get: () => plotly, set: v => {
     plotly = v;
+    if (!v || typeof v.newPlot !== 'function') return;  // the preload's promise of plotly.js
     for (const name of ['newPlot', 'react']) {
       const orig = v[name];
       v[name] = function (gd, ...rest) {
@@ -108,6 +110,7 @@ async ({expected, marker, tab, figure, hold, timeout}) => {
   const plotted = id => document.querySelector('#' + id + ' .js-plotly-plot');
   const ready = () => {
     if (window.__ps.inflight > 0 || document.querySelector('[data-dash-is-loading="true"]')) return false;
+    if (document.querySelector('.dash-graph--pending')) return false;  // a graph being drawn or resized
     if (tab && !location.search.includes('tab=' + tab)) return false;
     if (figure) { const gd = plotted(figure); return !!gd && gd.data !== window.__ps.before; }
     return document.querySelectorAll('.js-plotly-plot').length >= expected && !!plotted(marker);
