@@ -369,6 +369,12 @@ def _artifact_keys(
         }
 
 
+def artifact_keys(analysis: str, checkpoint_ids: Sequence[int], dataset_id: int | None, name: str) -> dict:
+    """``{checkpoint id: blob key}`` of artifact ``name`` of each one's newest ``analysis`` result. Blobs are
+    content-addressed: what is computed from an artifact can be cached by its key, never stale."""
+    return _artifact_keys(analysis, checkpoint_ids, dataset_id, name)
+
+
 def result_artifact(
     analysis: str,
     checkpoint_id: int,

@@ -195,7 +195,7 @@ def _tab_section(tab: str, ids: list[int], checkpoints: dict[int, dict], dataset
     from dashboard.pages.compare import RESULTS, VIEWS
 
     summaries = RESULTS.get(tab, data.results)(tab, ids, dataset_id)
-    body = view_html(VIEWS[tab](ids, checkpoints, summaries, {})) if summaries else ""
+    body = view_html(VIEWS[tab](ids, checkpoints, summaries, {}, dataset_id=dataset_id)) if summaries else ""
     label = escape(COMPARE_TABS[tab])
     note = f'<p class="meta">No {escape(tab)} results for this selection yet.</p>'
     return f"<section><h2>{label}</h2>\n{body or note}\n</section>"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import dash_ag_grid as dag
 from dash import html
 
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.progress import status_badge
-from dashboard.components.table import Column, table
+from dashboard.components.table import Column, grid
 from dashboard.figures import evaluate as fig_evaluate
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors
 
@@ -42,7 +43,7 @@ def unknown_note(ids: Sequence[int], checkpoints: Mapping[int, dict]) -> list[ht
 
 def summary_table(
     ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], colors: dict[int, str]
-) -> html.Table | html.P:
+) -> dag.AgGrid | html.P:
     rows = []
     for cid in ids:
         if cid not in summaries:
@@ -50,7 +51,8 @@ def summary_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": name_cell(cid, c["name"], colors[cid]),
+                "name": f"{c['name']} (#{cid})",
+                "_color": colors[cid],
                 "sparsity": percent(c["sparsity"]),
                 "accuracy": percent(s.get("accuracy"), 2),
                 "loss": number(s.get("loss")),
@@ -58,7 +60,7 @@ def summary_table(
                 "samples": count(s.get("n_samples")),
             }
         )
-    return table(SUMMARY_COLUMNS, rows, empty="No results yet.", id="compare-summary")
+    return grid(SUMMARY_COLUMNS, rows, empty="No results yet.", id="compare-summary")
 
 
 def missing_results(
@@ -95,6 +97,7 @@ def evaluate_view(
     jobs: dict[int, dict],
     *,
     settings: Mapping | None = None,  # the compare page's URL settings: this tab has none
+    dataset_id: int | None = None,  # read by the robustness tab only
 ) -> list:
     """Everything the evaluate tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
     known = [cid for cid in ids if cid in checkpoints]

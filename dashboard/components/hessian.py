@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from dash import html
+from dash_ag_grid import AgGrid
 
-from dashboard.components.compare import missing_results, name_cell, unknown_note
+from dashboard.components.compare import missing_results, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
-from dashboard.components.table import Column, table
+from dashboard.components.table import Column, grid
 from dashboard.figures import hessian as fig_hessian
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors
 
@@ -33,13 +34,13 @@ def _first(values: object) -> object:
     return values[0] if isinstance(values, list) and values else None
 
 
-def _top_cell(s: dict) -> list:
-    cell: list = [number(_first(s.get("top_eigenvalues")))]
+def _top_cell(s: dict) -> str:
+    cell = number(_first(s.get("top_eigenvalues")))
     residual = _first(s.get("residuals"))
     if number(residual, 2) != "—":
-        cell.append(html.Span(f" ± {number(residual, 2)}", className="ps-note"))
+        cell += f" ± {number(residual, 2)}"
     if s.get("converged") is False:
-        cell.append(html.Span(" not converged", className="ps-error"))
+        cell += " (not converged)"
     return cell
 
 
@@ -64,7 +65,7 @@ def _seconds(value: object) -> str:
 
 def hessian_table(
     ids: Sequence[int], checkpoints: dict[int, dict], summaries: dict[int, dict], colors: dict[int, str]
-) -> html.Table | html.P:
+) -> AgGrid | html.P:
     rows = []
     for cid in ids:
         if cid not in summaries:
@@ -72,7 +73,8 @@ def hessian_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": name_cell(cid, c["name"], colors[cid]),
+                "name": f"{c['name']} (#{cid})",
+                "_color": colors[cid],
                 "sparsity": percent(c.get("sparsity")),
                 "top": _top_cell(s),
                 "trace": _trace_cell(s),
@@ -82,7 +84,7 @@ def hessian_table(
                 "seconds": _seconds(s.get("seconds")),
             }
         )
-    return table(SUMMARY_COLUMNS, rows, empty="No results yet.", id="compare-summary")
+    return grid(SUMMARY_COLUMNS, rows, empty="No results yet.", id="compare-summary")
 
 
 def lacking_per_layer(ids: Sequence[int], summaries: dict[int, dict]) -> list[int]:
@@ -129,6 +131,7 @@ def hessian_view(
     jobs: dict[int, dict],
     *,
     settings: Mapping | None = None,  # the compare page's URL settings: this tab has none
+    dataset_id: int | None = None,  # read by the robustness tab only
 ) -> list:
     """Everything the hessian tab shows for the checkpoints ``ids`` (unknown ids are skipped)."""
     known = [cid for cid in ids if cid in checkpoints]

@@ -2,8 +2,8 @@
 (2D surfaces, 1D slices with sharpness against sparsity, interpolation paths).
 
 A checkpoint shows its newest landscape summary, whichever mode it has. The 2D section has a log-scale
-switch and a choice of the checkpoint drawn in 3D; :func:`register_landscape_callbacks` redraws those two
-figures when either changes.
+switch and a choice of the checkpoint drawn in 3D (none until one is picked);
+:func:`register_landscape_callbacks` redraws those two figures when either changes.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from dash import Dash, Input, Output, State, dcc, html
+from dash_ag_grid import AgGrid
 
 from dashboard import data
-from dashboard.components.compare import missing_results, name_cell, unknown_note
+from dashboard.components.compare import missing_results, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
-from dashboard.components.table import Column, table
+from dashboard.components.table import Column, grid
 from dashboard.figures import landscape as fig_landscape
 from dashboard.figures.common import CheckpointSummary, checkpoint_colors
 from dashboard.state import pick
@@ -25,6 +26,7 @@ LOG_ID = "landscape-log"
 SURFACE_ID = "landscape-surface"
 CONTOURS_ID = "fig-landscape-contours"
 SURFACE_FIG_ID = "fig-landscape-surface"
+SURFACE_BOX_ID = "landscape-surface-box"
 MODE_NAMES = {"1d": "1D", "2d": "2D", "interpolation": "interpolation"}
 
 COLUMNS = (
@@ -60,7 +62,8 @@ def _sharpness(s: dict) -> str | None:
 def _row(cid: int, c: dict, s: dict, color: str, names: Mapping[int, str]) -> dict:
     interpolation = s.get("mode") == "interpolation"
     return {
-        "name": name_cell(cid, c["name"], color),
+        "name": f"{c['name']} (#{cid})",
+        "_color": color,
         "sparsity": percent(c.get("sparsity")),
         "mode": _mode_text(s),
         "loss": number(s.get("center_loss")),
@@ -91,7 +94,7 @@ def per_mode(summaries: Mapping[int, dict]) -> dict[int, dict[str, dict]]:
 
 def landscape_table(
     ids: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict], colors: dict[int, str]
-) -> html.Table | html.P:
+) -> AgGrid | html.P:
     names = {cid: c["name"] for cid, c in checkpoints.items()}
     modes = per_mode(summaries)
     rows = [
@@ -101,7 +104,7 @@ def landscape_table(
         for mode in MODE_NAMES
         if (s := modes.get(cid, {}).get(mode)) is not None
     ]
-    return table(COLUMNS, rows, empty="No landscape results yet.", id="landscape-summary")
+    return grid(COLUMNS, rows, empty="No landscape results yet.", id="landscape-summary")
 
 
 def _section(title: str, *children) -> html.Section:
@@ -112,8 +115,8 @@ def _surface_section(
     entries: list[CheckpointSummary], colors: dict[int, str], settings: Mapping | None = None
 ) -> html.Section:
     log = pick(settings, "log", (True, False), False) is True
-    chosen_id = pick(settings, "surface", [e.checkpoint_id for e in entries], entries[0].checkpoint_id)
-    chosen = next(e for e in entries if e.checkpoint_id == chosen_id)
+    chosen_id = pick(settings, "surface", [e.checkpoint_id for e in entries], None)
+    chosen = next((e for e in entries if e.checkpoint_id == chosen_id), None)
     controls = html.Div(
         [
             dcc.Checklist(
@@ -125,8 +128,8 @@ def _surface_section(
             dcc.Dropdown(
                 id=SURFACE_ID,
                 options=[{"label": e.label, "value": e.checkpoint_id} for e in entries],
-                value=chosen.checkpoint_id,
-                clearable=False,
+                value=chosen_id,
+                placeholder="Draw one in 3D…",
                 className="ps-dd",
             ),
         ],
@@ -138,12 +141,17 @@ def _surface_section(
         graph(
             fig_landscape.contour_grid(entries, colors, log=log), name="landscape-contours", id=CONTOURS_ID
         ),
-        graph(
-            fig_landscape.surface_3d(chosen, log=log, color=colors[chosen.checkpoint_id]),
-            name="landscape-surface",
-            id=SURFACE_FIG_ID,
-        ),
+        html.Div(surface_box(chosen, log, colors), id=SURFACE_BOX_ID),
     )
+
+
+def surface_box(chosen: CheckpointSummary | None, log: bool, colors: Mapping[int, str]) -> list:
+    """The 3D surface of the checkpoint picked for it, or a note: a WebGL scene is the slowest figure of the
+    tab to draw (1.2 s of the landscape tab's 5.5 s to draw in Chromium here), so it is drawn on demand."""
+    if chosen is None:
+        return [html.P("Pick a checkpoint above to draw its surface in 3D.", className="ps-note")]
+    figure = fig_landscape.surface_3d(chosen, log=log, color=colors.get(chosen.checkpoint_id))
+    return [graph(figure, name="landscape-surface", id=SURFACE_FIG_ID)]
 
 
 def _slices_section(entries: list[CheckpointSummary], colors: dict[int, str]) -> html.Section:
@@ -181,6 +189,7 @@ def landscape_view(
     jobs: dict[int, dict],
     *,
     settings: Mapping | None = None,
+    dataset_id: int | None = None,  # read by the robustness tab only
 ) -> list:
     """Everything the landscape tab shows for the checkpoints ``ids`` (unknown ids are skipped).
     ``settings`` (:func:`dashboard.state.parse_settings`) may switch on the log scale (``log``) and name
@@ -216,16 +225,13 @@ def surface_figures(
     log: bool,
     surface_id: int | None,
 ) -> tuple:
-    """The contour grid and the 3D surface (of ``surface_id``, else the first 2D result) for the switches."""
+    """The contour grid, and what shows the 3D surface of ``surface_id`` (:func:`surface_box`), for the
+    switches."""
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     entries = _entries(known, checkpoints, summaries)["2d"]
-    chosen = next((e for e in entries if e.checkpoint_id == surface_id), entries[0] if entries else None)
-    color = colors[chosen.checkpoint_id] if chosen is not None else None
-    return (
-        fig_landscape.contour_grid(entries, colors, log=log),
-        fig_landscape.surface_3d(chosen, log=log, color=color),
-    )
+    chosen = next((e for e in entries if e.checkpoint_id == surface_id), None)
+    return fig_landscape.contour_grid(entries, colors, log=log), surface_box(chosen, log, colors)
 
 
 def register_landscape_callbacks(app: Dash) -> None:
@@ -233,7 +239,7 @@ def register_landscape_callbacks(app: Dash) -> None:
 
     @app.callback(
         Output(CONTOURS_ID, "figure"),
-        Output(SURFACE_FIG_ID, "figure"),
+        Output(SURFACE_BOX_ID, "children"),
         Input(LOG_ID, "value"),
         Input(SURFACE_ID, "value"),
         State("compare-state", "data"),

@@ -164,6 +164,7 @@ def overview_view(
     *,
     writable: bool = True,
     settings: Mapping | None = None,
+    dataset_id: int | None = None,  # read by the robustness tab only
 ) -> list:
     """``summaries`` holds every analysis' newest summary per checkpoint (``data.results_of_all``).
     ``writable=False`` (a read-only shared view) leaves out the button that queues analyses; ``settings``

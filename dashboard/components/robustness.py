@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import base64
 import io
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import dash
 import numpy as np
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash_ag_grid import AgGrid
 
 from dashboard import data
 from dashboard.components.compare import missing_results, name_cell, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
-from dashboard.components.table import Column, table
+from dashboard.components.table import Column, grid, table
 from dashboard.figures import robustness as fig_robustness
-from dashboard.figures.common import CheckpointSummary, checkpoint_colors, empty_figure
+from dashboard.figures.common import CheckpointSummary, checkpoint_colors
 from dashboard.state import MEAN_SEVERITY, pick
 
 ANALYSIS = "robustness"
@@ -74,7 +76,8 @@ def _row(cid: int, c: dict, s: dict, color: str) -> dict:
     clean = s.get("clean") if isinstance(s.get("clean"), dict) else {}
     speed = s.get("images_per_second")
     return {
-        "name": name_cell(cid, c["name"], color),
+        "name": f"{c['name']} (#{cid})",
+        "_color": color,
         "sparsity": percent(c.get("sparsity")),
         "clean": percent(clean.get("accuracy"), 2),
         "corrupted": percent(s.get("mean_corruption_accuracy"), 2),
@@ -90,13 +93,13 @@ def _row(cid: int, c: dict, s: dict, color: str) -> dict:
 
 def robustness_table(
     ids: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict], colors: dict[int, str]
-) -> html.Table | html.P:
+) -> AgGrid | html.P:
     rows = [
         _row(cid, checkpoints[cid], summaries[cid], colors[cid])
         for cid in ids
         if cid in checkpoints and isinstance(summaries.get(cid), dict)
     ]
-    return table(COLUMNS, rows, empty="No robustness results yet.", id="robustness-summary")
+    return grid(COLUMNS, rows, empty="No robustness results yet.", id="robustness-summary")
 
 
 def _entries(ids: Sequence[int], checkpoints: Mapping[int, dict], summaries: Mapping[int, dict]) -> list:
@@ -160,49 +163,64 @@ def _accuracy_section(
     )
 
 
-def _sample_section(entries: list[CheckpointSummary], settings: Mapping | None) -> html.Section:
+def _sample_section(
+    entries: list[CheckpointSummary], colors: dict[int, str], settings: Mapping | None, dataset_id: int | None
+) -> html.Section:
     choices = [{"label": e.label, "value": e.checkpoint_id} for e in entries]
     ids = [e.checkpoint_id for e in entries]
     conditions = condition_options(entries)
-    loading = empty_figure("loading per-sample geometry…")
+    a, b = pick(settings, "a", ids, ids[0]), pick(settings, "b", ids, ids[-1])
+    condition = pick(settings, "condition", conditions, default_condition(conditions))
+    quantity = pick(settings, "quantity", fig_robustness.QUANTITIES, "correct")
     controls = html.Div(
         [
-            _dropdown(A_ID, choices, pick(settings, "a", ids, ids[0]), "checkpoint A: "),
-            _dropdown(B_ID, choices, pick(settings, "b", ids, ids[-1]), "checkpoint B: "),
-            _dropdown(
-                CONDITION_ID,
-                conditions,
-                pick(settings, "condition", conditions, default_condition(conditions)),
-                "condition: ",
-            ),
+            _dropdown(A_ID, choices, a, "checkpoint A: "),
+            _dropdown(B_ID, choices, b, "checkpoint B: "),
+            _dropdown(CONDITION_ID, conditions, condition, "condition: "),
             _dropdown(
                 QUANTITY_ID,
                 [{"label": v, "value": k} for k, v in fig_robustness.QUANTITIES.items()],
-                pick(settings, "quantity", fig_robustness.QUANTITIES, "correct"),
+                quantity,
                 "embed by: ",
             ),
         ],
         className="ps-row",
     )
+    # drawn with the tab (its callbacks then only redraw on a change): one request and one drawing less
+    angle, difference = sample_figures(entries, dataset_id, a, b, condition)
+    embedding, cka = overview_figures(entries, colors, dataset_id, quantity)
     return _section(
         "Per-sample geometry",
         controls,
         html.P("Click a point to open that sample in the explorer below.", className="ps-note"),
-        graph(loading, name="robustness-angle", id=ANGLE_FIG_ID),
+        graph(angle, name="robustness-angle", id=ANGLE_FIG_ID),
         html.Div(
             [
-                graph(loading, name="robustness-difference", id=DIFF_FIG_ID),
-                graph(loading, name="robustness-embedding", id=EMBED_FIG_ID),
+                graph(difference, name="robustness-difference", id=DIFF_FIG_ID),
+                graph(embedding, name="robustness-embedding", id=EMBED_FIG_ID),
             ],
             className="ps-grid2",
         ),
-        graph(loading, name="robustness-cka", id=CKA_FIG_ID),
+        graph(cka, name="robustness-cka", id=CKA_FIG_ID),
     )
 
 
-def _explorer_section(sample: int | None = None) -> html.Section:
-    """The sample explorer, with ``sample`` (an index) open; one beyond the results says so."""
+def _explorer_section(
+    entries: list[CheckpointSummary],
+    colors: dict[int, str],
+    settings: Mapping | None,
+    dataset_id: int | None,
+) -> html.Section:
+    """The sample explorer, with the settings' ``sample`` (an index) open; one beyond the results says so."""
+    sample = (settings or {}).get("sample")
+    conditions = condition_options(entries)
+    condition = pick(settings, "condition", conditions, default_condition(conditions))
     index = dcc.Input(id=INDEX_ID, type="number", min=0, step=1, debounce=True, value=sample)
+    detail = (
+        explorer_detail(entries, colors, dataset_id, sample, condition)
+        if sample is not None
+        else html.P("Pick a sample.", className="ps-note")
+    )
     return _section(
         "Sample explorer",
         html.Div(
@@ -210,8 +228,8 @@ def _explorer_section(sample: int | None = None) -> html.Section:
             className="ps-row",
         ),
         dcc.Store(id=SAMPLE_STORE, data=sample),
-        html.Div(id=DETAIL_ID, children=html.P("Pick a sample.", className="ps-note")),
-        html.Div(id=LISTS_ID, children=html.P("Loading samples…", className="ps-note")),
+        html.Div(id=DETAIL_ID, children=detail),
+        html.Div(id=LISTS_ID, children=listed_samples(entries, dataset_id, condition)),
     )
 
 
@@ -222,10 +240,12 @@ def robustness_view(
     jobs: dict[int, dict],
     *,
     settings: Mapping | None = None,
+    dataset_id: int | None = None,
 ) -> list:
     """Everything the robustness tab shows for the checkpoints ``ids`` (unknown ids are skipped).
     ``settings`` (:func:`dashboard.state.parse_settings`) gives the controls' first values where they
-    are among the options: severity, a, b, condition, quantity and the open sample."""
+    are among the options: severity, a, b, condition, quantity and the open sample. The per-sample
+    figures and lists read the artifacts of the results on ``dataset_id``."""
     known = [cid for cid in ids if cid in checkpoints]
     colors = checkpoint_colors(known)
     missing = [cid for cid in known if cid not in summaries]
@@ -254,8 +274,8 @@ def robustness_view(
                     className="ps-grid2",
                 ),
             ),
-            _sample_section(entries, settings),
-            _explorer_section((settings or {}).get("sample")),
+            _sample_section(entries, colors, settings, dataset_id),
+            _explorer_section(entries, colors, settings, dataset_id),
         ]
     return [o for o in out if o is not None]
 
@@ -496,6 +516,10 @@ def _context(state: dict | None) -> tuple[list[CheckpointSummary], dict[int, str
 
 
 def _geometry(ids: Sequence[int], dataset_id: int | None, keys: Sequence[str]) -> dict[int, dict]:
+    """Per checkpoint the arrays ``keys`` of its newest result's artifact on ``dataset_id`` (robustness
+    results always name their data set: none without one)."""
+    if dataset_id is None:
+        return {}
     out = {}
     for cid in ids:
         try:
@@ -550,24 +574,18 @@ def register_robustness_callbacks(app: Dash) -> None:
         Input(B_ID, "value"),
         Input(CONDITION_ID, "value"),
         State("compare-state", "data"),
+        prevent_initial_call=True,  # the view draws them with the tab
     )
     def draw_samples(a, b, condition, state):
         entries, _colors, dataset_id = _context(state)
-        labels = {e.checkpoint_id: e.label for e in entries}
-        keys = ("conditions", "labels", "correct", "angle", "feature_norm", "margin")
-        found = _geometry([cid for cid in (a, b) if cid in labels], dataset_id, keys)
-        return (
-            fig_robustness.angle_norm_grid(found.get(a), condition, labels.get(a, "?")),
-            fig_robustness.difference_scatter(
-                found.get(a), found.get(b), condition, labels.get(a, "?"), labels.get(b, "?")
-            ),
-        )
+        return sample_figures(entries, dataset_id, a, b, condition)
 
     @app.callback(
         Output(EMBED_FIG_ID, "figure"),
         Output(CKA_FIG_ID, "figure"),
         Input(QUANTITY_ID, "value"),
         State("compare-state", "data"),
+        prevent_initial_call=True,
     )
     def draw_overview(quantity, state):
         entries, colors, dataset_id = _context(state)
@@ -577,16 +595,11 @@ def register_robustness_callbacks(app: Dash) -> None:
         Output(LISTS_ID, "children"),
         Input(CONDITION_ID, "value"),
         State("compare-state", "data"),
+        prevent_initial_call=True,
     )
     def list_samples(condition, state):
         entries, _colors, dataset_id = _context(state)
-        found = _geometry([e.checkpoint_id for e in entries], dataset_id, RANK_KEYS)
-        fragile, robust = ranked_samples(found)
-        indices = [e["index"] for e in fragile + robust]
-        clean, other = _images(dataset_id, indices, [fig_robustness.CLEAN, condition], _seed(entries))
-        return sample_lists(
-            fragile, robust, dict(zip(indices, zip(clean, other, strict=True), strict=True)), condition
-        )
+        return listed_samples(entries, dataset_id, condition)
 
     @app.callback(
         Output(SAMPLE_STORE, "data"),
@@ -619,12 +632,37 @@ def register_robustness_callbacks(app: Dash) -> None:
         Input(SAMPLE_STORE, "data"),
         Input(CONDITION_ID, "value"),
         State("compare-state", "data"),
+        prevent_initial_call=True,  # the view opens the URL's sample
     )
     def show_sample(index, condition, state):
-        if index is None and ctx.triggered_id is None:  # first drawn with no sample open (from the URL)
-            return dash.no_update
         entries, colors, dataset_id = _context(state)
         return explorer_detail(entries, colors, dataset_id, index, condition)
+
+
+def sample_figures(
+    entries: Sequence[CheckpointSummary], dataset_id: int | None, a: int | None, b: int | None, condition: str
+) -> tuple:
+    """Checkpoint A's angle-norm panels and A's margins against B's under ``condition``."""
+    labels = {e.checkpoint_id: e.label for e in entries}
+    keys = ("conditions", "labels", "correct", "angle", "feature_norm", "margin")
+    found = _geometry([cid for cid in (a, b) if cid in labels], dataset_id, keys)
+    return (
+        fig_robustness.angle_norm_grid(found.get(a), condition, labels.get(a, "?")),
+        fig_robustness.difference_scatter(
+            found.get(a), found.get(b), condition, labels.get(a, "?"), labels.get(b, "?")
+        ),
+    )
+
+
+def listed_samples(entries: Sequence[CheckpointSummary], dataset_id: int | None, condition: str) -> list:
+    """The most fragile and the most robust samples of the selection, clean and under ``condition``."""
+    found = _geometry([e.checkpoint_id for e in entries], dataset_id, RANK_KEYS)
+    fragile, robust = ranked_samples(found)
+    indices = [e["index"] for e in fragile + robust]
+    clean, other = _images(dataset_id, indices, [fig_robustness.CLEAN, condition], _seed(entries))
+    return sample_lists(
+        fragile, robust, dict(zip(indices, zip(clean, other, strict=True), strict=True)), condition
+    )
 
 
 def overview_figures(
@@ -636,11 +674,7 @@ def overview_figures(
     vectors = fig_robustness.sample_vectors(_geometry(ids, dataset_id, ("conditions", quantity)), quantity)
     features = _geometry(ids, dataset_id, ("clean_features",))
     with_features = [cid for cid in ids if cid in features]
-    matrix = (
-        fig_robustness.cka_from_features([features[cid]["clean_features"] for cid in with_features])
-        if with_features
-        else None
-    )
+    matrix = _cka(with_features, features, dataset_id) if with_features else None
     shared = min((features[cid]["clean_features"].shape[0] for cid in with_features), default=0)
     return (
         fig_robustness.checkpoint_embedding(vectors, labels, colors, quantity),
@@ -648,6 +682,26 @@ def overview_figures(
             matrix, [labels[cid] for cid in with_features], min(shared, fig_robustness.CKA_SAMPLES)
         ),
     )
+
+
+_CKA_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+CKA_CACHE_SIZE = 32
+
+
+def _cka(ids: list[int], features: Mapping[int, dict], dataset_id: int | None) -> np.ndarray:
+    """The CKA matrix of the checkpoints' clean features, cached by their artifacts' keys (content
+    addresses): 20 checkpoints took 0.23 s, on every drawing of the tab."""
+    keys = data.artifact_keys(ANALYSIS, ids, dataset_id, ARTIFACT)
+    cache_key = tuple(keys.get(cid) for cid in ids)
+    if None not in cache_key and cache_key in _CKA_CACHE:
+        _CKA_CACHE.move_to_end(cache_key)
+        return _CKA_CACHE[cache_key]
+    matrix = fig_robustness.cka_from_features([features[cid]["clean_features"] for cid in ids])
+    if None not in cache_key:
+        _CKA_CACHE[cache_key] = matrix
+        while len(_CKA_CACHE) > CKA_CACHE_SIZE:
+            _CKA_CACHE.popitem(last=False)
+    return matrix
 
 
 def explorer_detail(

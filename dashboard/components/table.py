@@ -1,4 +1,5 @@
-"""A plain HTML table: cells are text (React escapes it) or components, never raw HTML.
+"""Tables: a plain HTML table, whose cells are text (React escapes it) or components, never raw HTML;
+and the same rows as one AG Grid (:func:`grid`), for the compare page's summaries.
 
 (``dash_table.DataTable`` warns that it is deprecated in Dash 4, and a plain table can indent a
 family tree and hold per-row checkboxes and buttons.)
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dash_ag_grid as dag
 from dash import html
 from dash.development.base_component import Component
 
@@ -46,3 +48,57 @@ def table(
         ]
     )
     return html.Table([head, body], className="ps-table", **props)
+
+
+# Sorts a numeric column's formatted text ("1,234", "12.5%", "3.1°", "4.2 ± 0.1") by its leading number;
+# cells without one ("—", "") come first.
+_NUMERIC_ORDER = (
+    "((a, b) => (isNaN(a) ? (isNaN(b) ? 0 : -1) : isNaN(b) ? 1 : a - b))"
+    "(parseFloat(String(valueA).replace(/,/g, '')), parseFloat(String(valueB).replace(/,/g, '')))"
+)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def grid(
+    columns: Sequence[Column], rows: Sequence[dict[str, Any]], *, id: str, empty: str = "nothing here yet"
+) -> dag.AgGrid | html.P:
+    """The rows as one AG Grid: sortable (numeric columns by their number) and resizable, every cell text.
+
+    A table of ``html.Td`` cells is one Dash component per cell, and the Dash renderer takes about 1.5 ms
+    per component in Chromium here: the landscape tab's summary (58 rows of 12 cells) took 1.4 s of the
+    tab's 4.6 s to show. The grid is one component whatever its size. Cells are text (``None`` shows
+    as empty); a row's ``_color`` colors the first column's left edge (the checkpoint's figure color).
+    """
+    if not rows:
+        return html.P(empty, className="ps-empty")
+    defs = [
+        {
+            "field": c.key,
+            "headerName": c.header,
+            **({"type": "numericColumn", "comparator": {"function": _NUMERIC_ORDER}} if c.numeric else {}),
+        }
+        for c in columns
+    ]
+    defs[0]["cellStyle"] = {
+        "function": "({borderLeft: '6px solid ' + (params.data._color || 'transparent')})"
+    }
+    data = [
+        {
+            **{c.key: "" if row.get(c.key) is None else str(row.get(c.key)) for c in columns},
+            "_color": row.get("_color"),
+        }
+        for row in rows
+    ]
+    return dag.AgGrid(
+        id=id,
+        rowData=data,
+        columnDefs=defs,
+        defaultColDef={"sortable": True, "resizable": True, "minWidth": 90},
+        dashGridOptions={"domLayout": "autoHeight", "animateRows": False, "suppressFieldDotNotation": True},
+        columnSize="autoSize",
+        className="ps-summary-grid",
+        style={"width": "100%"},
+    )

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 # 10 + 24 + 24 distinct colors before falling back to evenly spread hues (designed for 20-50 checkpoints).
@@ -29,8 +30,16 @@ class CheckpointSummary:
         return checkpoint_label(self.checkpoint_id, self.name)
 
 
+# plotly_white's layout without its per-trace defaults (every figure here sets its own colors and scales):
+# plotly.py copies a figure's template into it, and plotly_white's 7 KB took 10 ms a figure to build and
+# was sent with every figure; this one takes 2.8 KB. It is also the default, which plotly.py otherwise
+# copies into every new figure before the figure sets its own.
+TEMPLATE = "prunescope"
+pio.templates[TEMPLATE] = go.layout.Template(layout=pio.templates["plotly_white"].layout)
+pio.templates.default = TEMPLATE
+
 # the figures' shared layout (templates, margins for a title, a legend titled by what its entries are)
-LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
+LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=60, b=50), legend_title_text="checkpoint")
 
 
 def plain(text: object) -> str:
@@ -82,5 +91,74 @@ def empty_figure(message: str) -> go.Figure:
     fig.add_annotation(text=plain(message), showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=240, template="plotly_white")
+    fig.update_layout(height=240, template=TEMPLATE)
     return fig
+
+
+def panel_grid(
+    fig: go.Figure,
+    titles: Sequence[str],
+    *,
+    columns: int,
+    h_gap: float = 0.04,
+    v_gap: float | None = None,
+    shared: bool = True,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    **axes: object,
+) -> list[dict[str, str]]:
+    """Lay out ``len(titles)`` small multiples in rows of ``columns`` on one x axis per column and one y
+    axis per row, each panel titled; returns the ``xaxis``/``yaxis`` references of each panel, in order.
+
+    ``make_subplots`` gives every panel a pair of axes of its own, and Plotly's drawing time grows with
+    the axes: 20 contour panels took 720 ms to draw cold in Chromium here, 350 ms on 5 + 4 axes. Tick
+    labels then show once per column and row, as with shared axes. ``shared`` also gives every column
+    the first one's x range and every row the first one's y range. ``axes`` apply to every axis."""
+    count = len(titles)
+    cols = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / cols))
+    v_gap = min(0.1, 0.3 / rows) if v_gap is None else v_gap
+    layout: dict[str, dict] = {}
+    for c in range(cols):
+        bottom = (count - 1 - c) // cols  # the last row with a panel in this column
+        layout[_axis_key("x", c)] = dict(
+            domain=[c / cols + h_gap / 2, (c + 1) / cols - h_gap / 2],
+            anchor=_axis_ref("y", bottom),
+            title_text=x_title,
+            **({"matches": "x"} if shared and c else {}),
+            **axes,
+        )
+    for r in range(rows):
+        layout[_axis_key("y", r)] = dict(
+            domain=[1 - (r + 1) / rows + v_gap / 2, 1 - r / rows - v_gap / 2],
+            anchor="x",
+            title_text=y_title,
+            **({"matches": "y"} if shared and r else {}),
+            **axes,
+        )
+    refs = [{"xaxis": _axis_ref("x", i % cols), "yaxis": _axis_ref("y", i // cols)} for i in range(count)]
+    labels = [
+        dict(
+            text=title,
+            xref=f"{ref['xaxis']} domain",
+            yref=f"{ref['yaxis']} domain",
+            x=0.5,
+            y=1.0,
+            xanchor="center",
+            yanchor="bottom",
+            showarrow=False,
+            font_size=12,
+        )
+        for title, ref in zip(titles, refs, strict=True)
+    ]
+    # one assignment: plotly.py's add_annotation copies every annotation so far (7 ms each for 20 panels)
+    fig.update_layout(annotations=[*fig.layout.annotations, *labels], **layout)
+    return refs
+
+
+def _axis_ref(letter: str, index: int) -> str:
+    return f"{letter}{index + 1}" if index else letter
+
+
+def _axis_key(letter: str, index: int) -> str:
+    return f"{letter}axis{index + 1}" if index else f"{letter}axis"

@@ -11,11 +11,18 @@ import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from dashboard.figures.common import CheckpointSummary, checkpoint_meta, empty_figure, entry_colors, finite
+from dashboard.figures.common import (
+    TEMPLATE,
+    CheckpointSummary,
+    checkpoint_meta,
+    empty_figure,
+    entry_colors,
+    finite,
+    panel_grid,
+)
 
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
+_LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
 CONFUSION_COLORSCALE = "Blues"
 
 
@@ -77,28 +84,32 @@ def _confusion_matrix(summary: dict, normalize: bool) -> tuple[list[list[float |
 
 
 def confusion_grid(
-    entries: Sequence[CheckpointSummary], *, normalize: bool = True, columns: int = 4
+    entries: Sequence[CheckpointSummary], *, normalize: bool = True, columns: int = 5
 ) -> go.Figure:
     """Confusion matrices as small multiples with one shared color scale and a single colorbar.
 
     ``normalize`` divides each row (true class) by its count, so the scale is 0..1 whatever the
-    sample counts; otherwise the scale runs from 0 to the largest count of any matrix.
+    sample counts; otherwise the scale runs from 0 to the largest count of any matrix. The panels share
+    one x axis per column and one y axis per row (:func:`panel_grid`).
     """
     if not entries:
         return empty_figure("no evaluate results yet")
     matrices = [_confusion_matrix(e.summary, normalize) for e in entries]
     zmax = 1.0 if normalize else max((max(map(max, c), default=0) for _, c in matrices), default=0) or 1.0
-    cols = max(1, min(columns, len(entries)))
-    rows = math.ceil(len(entries) / cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[e.label for e in entries],
-        horizontal_spacing=0.06,
-        vertical_spacing=min(0.12, 0.3 / rows),
+    fig = go.Figure()
+    panels = panel_grid(
+        fig,
+        [e.label for e in entries],
+        columns=columns,
+        h_gap=0.05,
+        x_title="predicted",
+        y_title="true",
+        dtick=1,
+        showgrid=False,
+        zeroline=False,
     )
     value = "%{z:.1%}" if normalize else "%{z:d}"
-    for i, (e, (z, counts)) in enumerate(zip(entries, matrices, strict=True)):
+    for e, (z, counts), axes in zip(entries, matrices, panels, strict=True):
         fig.add_heatmap(
             z=z,
             customdata=counts,
@@ -111,9 +122,9 @@ def confusion_grid(
             + " (%{customdata} samples)<extra>"
             + e.label
             + "</extra>",
-            row=i // cols + 1,
-            col=i % cols + 1,
+            **axes,
         )
+    rows = math.ceil(len(entries) / max(1, min(columns, len(entries))))
     fig.update_layout(
         title="Confusion matrices (rows: true class, normalized)"
         if normalize
@@ -124,14 +135,9 @@ def confusion_grid(
             cmax=zmax,
             colorbar=dict(title="rate" if normalize else "count"),
         ),
-        height=120 + 260 * rows,
-        template="plotly_white",
+        height=120 + 240 * rows,
+        template=TEMPLATE,
         margin=dict(l=50, r=20, t=80, b=40),
     )
-    fig.update_yaxes(autorange="reversed", dtick=1)
-    fig.update_xaxes(dtick=1)
-    for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="true", row=r, col=1)
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="predicted", row=rows, col=c)
+    fig.update_yaxes(autorange="reversed")
     return fig

@@ -30,11 +30,13 @@ from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     LAYOUT,
+    TEMPLATE,
     CheckpointSummary,
     checkpoint_meta,
     empty_figure,
     entry_colors,
     finite,
+    panel_grid,
     plain,
     points_meta,
 )
@@ -174,21 +176,20 @@ def contour_grid(
         return empty_figure("no 2D landscape results yet")
     colors = entry_colors([e for e, _ in pairs], colors)
     zmin, zmax = _scale([g for _, g in pairs], log)
-    cols = max(1, min(columns, len(pairs)))
-    rows = math.ceil(len(pairs) / cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[e.label for e, _ in pairs],
-        shared_xaxes="all",
-        shared_yaxes="all",
-        horizontal_spacing=0.04,
-        vertical_spacing=min(0.1, 0.3 / rows),
+    rows = math.ceil(len(pairs) / max(1, min(columns, len(pairs))))
+    fig = go.Figure()
+    panels = panel_grid(
+        fig,
+        [e.label for e, _ in pairs],
+        columns=columns,
+        x_title="α",
+        y_title="β",
+        showgrid=False,
+        zeroline=False,
     )
     levels = dict(start=zmin, end=zmax, size=(zmax - zmin) / CONTOUR_LEVELS, coloring="heatmap")
     hover = "α %{x:.3g}, β %{y:.3g}<br>" + _zlabel(log) + " %{z:.4g}<extra>"
-    for n, (e, g) in enumerate(pairs):
-        row, col = n // cols + 1, n % cols + 1
+    for (e, g), axes in zip(pairs, panels, strict=True):
         fig.add_contour(
             x=g.alpha.tolist(),
             y=g.beta.tolist(),
@@ -203,26 +204,21 @@ def contour_grid(
             name=e.label,
             meta=checkpoint_meta(e.checkpoint_id),
             hovertemplate=hover + e.label + "</extra>",
-            row=row,
-            col=col,
+            **axes,
         )
-        _mark_center(fig, g, colors[e.checkpoint_id], e.label, log, row, col)
+        _mark_center(fig, g, colors[e.checkpoint_id], e.label, log, axes)
     fig.update_layout(
         title=f"2D loss landscapes ({'log₁₀ loss' if log else 'loss'}, one color scale)",
         coloraxis=dict(colorscale=COLORSCALE, cmin=zmin, cmax=zmax, colorbar=dict(title=_zlabel(log))),
         height=100 + 240 * rows,
         showlegend=False,
-        template="plotly_white",
+        template=TEMPLATE,
         margin=dict(l=50, r=20, t=80, b=40),
     )
-    for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="β", row=r, col=1)
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="α", row=rows, col=c)
     return fig
 
 
-def _mark_center(fig: go.Figure, grid: Grid, color: str, label: str, log: bool, row: int, col: int) -> None:
+def _mark_center(fig: go.Figure, grid: Grid, color: str, label: str, log: bool, axes: dict) -> None:
     value = grid.center_value(log)
     text = "centre" if value is None else f"centre: {_zlabel(log)} {value:.4g}"
     fig.add_scatter(
@@ -232,8 +228,7 @@ def _mark_center(fig: go.Figure, grid: Grid, color: str, label: str, log: bool, 
         marker=dict(symbol="x", size=10, color=color, line=dict(width=1.5, color="white")),
         hovertemplate=text + "<extra>" + label + "</extra>",
         showlegend=False,
-        row=row,
-        col=col,
+        **axes,
     )
 
 
@@ -272,7 +267,7 @@ def surface_3d(entry: CheckpointSummary | None, log: bool = False, color: str | 
         title=f"{entry.label}: {_zlabel(log)} surface",
         scene=dict(xaxis_title="α", yaxis_title="β", zaxis_title=_zlabel(log)),
         height=560,
-        template="plotly_white",
+        template=TEMPLATE,
         margin=dict(l=10, r=10, t=60, b=10),
     )
     return fig

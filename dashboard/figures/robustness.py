@@ -41,6 +41,7 @@ from dashboard.figures.common import (
     empty_figure,
     entry_colors,
     finite,
+    panel_grid,
     plain,
     points_meta,
 )
@@ -50,6 +51,7 @@ ACCURACY_COLORSCALE = "RdYlGn"
 CKA_COLORSCALE = "Viridis"
 CELL_TEXT_MAX = 400  # heatmaps print their values in the cells up to this many cells
 POINTS_PER_PANEL = 2000
+SVG_POINTS = 3000
 MAX_CLASS_PANELS = 20
 FLIP_NAMES = ("both correct", "only A correct", "only B correct", "both wrong")
 FLIP_COLORS = ("#9aa5b1", "#d62728", "#2ca02c", "#1f2933")
@@ -139,17 +141,11 @@ def severity_curves(
         return empty_figure("no robustness results with corruptions yet")
     colors = entry_colors(entries, colors)
     levels = severities(entries)
-    cols = max(1, min(columns, len(names)))
-    rows = math.ceil(len(names) / cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[plain(n) for n in names],
-        shared_yaxes=True,
-        horizontal_spacing=0.04,
-        vertical_spacing=min(0.12, 0.35 / rows),
-    )
-    for i, name in enumerate(names):
+    rows = math.ceil(len(names) / max(1, min(columns, len(names))))
+    fig = go.Figure()
+    titles = [plain(n) for n in names]
+    panels = panel_grid(fig, titles, columns=columns, v_gap=min(0.12, 0.35 / rows))
+    for i, (name, axes) in enumerate(zip(names, panels, strict=True)):
         for e in entries:
             y = [condition_accuracy(e.summary, name if s else CLEAN, s) for s in [0, *levels]]
             fig.add_scatter(
@@ -163,8 +159,7 @@ def severity_curves(
                 line=dict(color=colors[e.checkpoint_id], width=1.5),
                 marker=dict(size=4),
                 hovertemplate=f"{plain(name)} severity %{{x}}: %{{y:.2%}}<extra>{e.label}</extra>",
-                row=i // cols + 1,
-                col=i % cols + 1,
+                **axes,
             )
     fig.update_layout(title="Accuracy against severity (0 = clean)", height=120 + 220 * rows, **LAYOUT)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
@@ -262,6 +257,13 @@ def _has(arrays: Mapping[str, np.ndarray] | None, *keys: str) -> bool:
     return arrays is not None and all(k in arrays for k in keys)
 
 
+def scatter_kind(points: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """SVG markers up to :data:`SVG_POINTS` points in a figure, WebGL beyond. A WebGL figure costs a
+    fixed setup (about 0.4 s of the angle panels' 0.67 s to draw in Chromium here, software GL), and
+    SVG grows with the points: 720 points took 0.23 s."""
+    return go.Scatter if points <= SVG_POINTS else go.Scattergl
+
+
 def _subsample(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
     if len(indices) <= limit:
         return indices
@@ -294,35 +296,33 @@ def angle_norm_grid(
     n = min(len(labels), arrays["angle"].shape[1])
     classes = np.unique(labels[:n])
     shown = classes[:max_classes]
-    cols = max(1, min(columns, len(shown)))
-    rows = max(1, math.ceil(len(shown) / cols))
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[f"class {c}" for c in shown],
-        shared_xaxes=True,
-        shared_yaxes=True,
-        horizontal_spacing=0.03,
-        vertical_spacing=min(0.1, 0.3 / rows),
+    rows = max(1, math.ceil(len(shown) / max(1, min(columns, len(shown)))))
+    fig = go.Figure()
+    panels = panel_grid(
+        fig, [f"class {c}" for c in shown], columns=columns, h_gap=0.03, x_title="‖h‖", y_title="θ_y (°)"
     )
     correct = arrays.get("correct")
-    for i, c in enumerate(shown):
-        idx = _subsample(np.flatnonzero(labels[:n] == c), max_points // len(drawn), seed + int(c))
+    chosen = [
+        _subsample(np.flatnonzero(labels[:n] == c), max_points // len(drawn), seed + int(c)) for c in shown
+    ]
+    scatter = scatter_kind(sum(map(len, chosen)) * len(drawn))
+    for i, (idx, axes) in enumerate(zip(chosen, panels, strict=True)):
         for name, k, color in drawn:
             ok = np.asarray(correct[k, idx], dtype=bool) if correct is not None else np.ones(len(idx), bool)
-            fig.add_scattergl(
-                x=arrays["feature_norm"][k, idx],
-                y=np.degrees(arrays["angle"][k, idx]),
-                customdata=np.column_stack([idx, ok.astype(int)]),
-                mode="markers",
-                marker=dict(color=color, size=4, opacity=0.6, symbol=np.where(ok, *SYMBOLS)),
-                name=plain(name),
-                legendgroup=name,
-                showlegend=i == 0,
-                hovertemplate=f"sample %{{customdata[0]}} ({plain(name)})<br>‖h‖ %{{x:.3g}}, "
-                "θ %{y:.1f}°<extra></extra>",
-                row=i // cols + 1,
-                col=i % cols + 1,
+            fig.add_trace(
+                scatter(
+                    x=arrays["feature_norm"][k, idx],
+                    y=np.degrees(arrays["angle"][k, idx]),
+                    customdata=np.column_stack([idx, ok.astype(int)]),
+                    mode="markers",
+                    marker=dict(color=color, size=4, opacity=0.6, symbol=np.where(ok, *SYMBOLS)),
+                    name=plain(name),
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    hovertemplate=f"sample %{{customdata[0]}} ({plain(name)})<br>‖h‖ %{{x:.3g}}, "
+                    "θ %{y:.1f}°<extra></extra>",
+                    **axes,
+                )
             )
     more = f" (first {len(shown)} of {len(classes)} classes)" if len(classes) > len(shown) else ""
     vs = f" vs {plain(condition)}" if k_other is not None else ""
@@ -332,10 +332,6 @@ def angle_norm_grid(
         clickmode="event",
         **{**LAYOUT, "legend_title_text": "condition"},
     )
-    for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="θ_y (°)", row=r, col=1)
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="‖h‖", row=rows, col=c)
     return fig
 
 
@@ -383,19 +379,22 @@ def difference_scatter(
     chosen = np.concatenate([flips, agree])
     xa, yb = _finite(a["margin"][ka, :n]), _finite(b["margin"][kb, :n])
     fig = go.Figure()
+    scatter = scatter_kind(len(chosen))
     for t, name in enumerate(FLIP_NAMES):
         idx = np.sort(chosen[types[chosen] == t])
         flipped = t in (1, 2)
-        fig.add_scattergl(
-            x=xa[idx],
-            y=yb[idx],
-            customdata=np.column_stack([idx, np.full(len(idx), t)]),
-            mode="markers",
-            marker=dict(color=FLIP_COLORS[t], size=4 + flipped, opacity=0.4 + 0.4 * flipped),
-            name=f"{name} ({counts[t]:,})",
-            hovertemplate="sample %{customdata[0]}<br>margin A %{x:.3g}, B %{y:.3g}<extra>"
-            + name
-            + "</extra>",
+        fig.add_trace(
+            scatter(
+                x=xa[idx],
+                y=yb[idx],
+                customdata=np.column_stack([idx, np.full(len(idx), t)]),
+                mode="markers",
+                marker=dict(color=FLIP_COLORS[t], size=4 + flipped, opacity=0.4 + 0.4 * flipped),
+                name=f"{name} ({counts[t]:,})",
+                hovertemplate="sample %{customdata[0]}<br>margin A %{x:.3g}, B %{y:.3g}<extra>"
+                + name
+                + "</extra>",
+            )
         )
     lo = float(min(xa.min(), yb.min())) if n else -1.0
     hi = float(max(xa.max(), yb.max())) if n else 1.0
@@ -447,7 +446,8 @@ def sample_vectors(
 def embed_2d(matrix: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str, list[float]]:
     """Rows of ``matrix (M, F)`` as 2D points; the method used, and PCA's explained variance ratios.
 
-    PCA by the SVD of the centred matrix (components signed so their largest coordinate is positive);
+    PCA by the SVD of the centred matrix, through the eigenvectors of its Gram matrix (components signed
+    so their largest coordinate is positive);
     UMAP (``umap-learn``) when ``method`` is ``"umap"``, or ``"auto"`` with it installed and 5+ rows.
     """
     m = matrix.shape[0]
@@ -462,7 +462,11 @@ def embed_2d(matrix: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str,
             reducer = umap.UMAP(n_components=2, n_neighbors=min(15, m - 1), random_state=0)
             return np.asarray(reducer.fit_transform(matrix), dtype=float), "UMAP", []
     centred = matrix - matrix.mean(axis=0)
-    u, s, _vt = np.linalg.svd(centred, full_matrices=False)
+    # the left singular vectors and values from the (M, M) Gram matrix: M checkpoints against F = conditions
+    # x samples features, the SVD of the (M, F) matrix took 0.2 s for 20 checkpoints, this takes ~1 ms
+    eigenvalues, u = np.linalg.eigh(centred @ centred.T)
+    order = np.argsort(eigenvalues)[::-1]
+    s, u = np.sqrt(np.clip(eigenvalues[order], 0.0, None)), u[:, order]
     coords = np.zeros((m, 2))
     k = min(2, len(s))
     coords[:, :k] = u[:, :k] * s[:k]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from dashboard.figures.common import checkpoint_label, empty_figure, plain
+from dashboard.figures.common import TEMPLATE, checkpoint_label, empty_figure, plain
 
 
 def weight_layers(checkpoints: Sequence[dict]) -> list[str]:
@@ -55,7 +55,7 @@ def layer_sparsity_heatmap(checkpoints: Sequence[dict]) -> go.Figure:
     fig.update_xaxes(automargin=True, tickangle=-30)
     fig.update_layout(
         title="Per-layer sparsity (exact zeros)",
-        template="plotly_white",
+        template=TEMPLATE,
         height=max(260, 22 * len(layers) + 160),
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )

@@ -30,7 +30,8 @@ from dashboard.state import COMPARE_TABS, compare_search, parse_id, parse_ids, p
 
 dash.register_page(__name__, path="/compare", name="Compare", title="PruneScope · Compare", order=3)
 
-# One view per tab of ``COMPARE_TABS``, each ``view(ids, checkpoints, summaries, jobs, *, settings) -> list``.
+# One view per tab of ``COMPARE_TABS``, each
+# ``view(ids, checkpoints, summaries, jobs, *, settings, dataset_id) -> list``.
 VIEWS = {
     "evaluate": evaluate_view,
     "hessian": hessian_view,
@@ -135,7 +136,7 @@ def layout(ids=None, dataset=None, tab=None, family=None, **query) -> html.Div:
             ),
             share_controls(),
             html.Div(id="compare-queue-result", className="ps-result"),
-            html.Div(id="compare-content"),
+            html.Div(id="compare-content", **{"data-ps-plotly": "soon"}),
             dcc.Store(id="compare-state", data={"ids": selected, "dataset": dataset_id, "tab": tab}),
             dcc.Store(id=SETTINGS_STORE, data=settings),
             dcc.Store(id="compare-refresh"),
@@ -164,9 +165,11 @@ def view_content(state: dict, settings: dict | None = None) -> tuple[list, bool]
         )
     sparsity = layer_sparsity_heatmap([checkpoints[i] for i in ids if i in checkpoints])
     report = "compare/report.html" + compare_search(ids, dataset_id)  # relative to /compare: any app prefix
+    settings = parse_settings(settings)
+    view = VIEWS[tab](ids, checkpoints, summaries, jobs, settings=settings, dataset_id=dataset_id)
     return [
         html.A("Download report (HTML)", href=report, id="compare-report", className="ps-report-link"),
-        *VIEWS[tab](ids, checkpoints, summaries, jobs, settings=parse_settings(settings)),
+        *view,
         graph(sparsity, name="sparsity", id="fig-sparsity"),
     ], pending
 

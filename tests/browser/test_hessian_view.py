@@ -65,9 +65,9 @@ def test_hessian_tab_shows_the_spectrum_and_queues_per_layer_spectra(browser, se
     page.goto(f"{server}/compare?ids={cid}&tab=hessian&dataset={dataset}")
 
     # Then the table shows the top eigenvalue, and the density and eigenvalue figures render
-    row = page.locator("#compare-summary tbody tr")
+    row = page.locator("#compare-summary .ag-row")
     expect(row).to_contain_text("spectral")
-    expect(row.locator("td").nth(2)).to_contain_text(f"{top:.4g}")
+    expect(row.locator(".ag-cell[col-id='top']")).to_contain_text(f"{top:.4g}")
     expect(page.locator("#fig-density g.trace.scatter")).to_have_count(2)  # the density and its outlier ticks
     expect(page.locator("#fig-density .ytick").first).to_be_visible()
     expect(page.locator("#fig-eigenvalues g.trace.bars")).to_have_count(1)

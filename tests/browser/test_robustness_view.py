@@ -36,10 +36,10 @@ def test_robustness_tab_shows_the_corruption_table_and_opens_a_sample(browser, s
 
     # Then the table shows each checkpoint's clean accuracy and the heatmap has a row per checkpoint
     table = page.locator("#robustness-summary")
-    expect(table.locator("tbody tr")).to_have_count(2)
-    expect(table.locator("tbody tr").first).to_contain_text(f"{clean:.2%}")
+    expect(table.locator(".ag-row")).to_have_count(2)
+    expect(table.locator(".ag-row[row-index='0']")).to_contain_text(f"{clean:.2%}")
     expect(page.locator("#fig-robustness-heatmap .ytick")).to_have_count(2)
-    expect(page.locator("#fig-robustness-angle")).to_contain_text("class 0")  # drawn by a callback
+    expect(page.locator("#fig-robustness-angle")).to_contain_text("class 0")
 
     # And asking for a sample by its index opens it with a row of geometry per checkpoint
     page.fill("#robustness-index", "17")

@@ -63,7 +63,7 @@ def still_marked(page, selector: str) -> bool:
 def test_robustness_settings_go_into_the_url_and_survive_a_reload(server, page, pair):
     ids, dataset = pair
     page.goto(f"{server}/compare?ids={ids[0]},{ids[1]}&dataset={dataset}&tab=robustness")
-    expect(page.locator("#robustness-summary tbody tr")).to_have_count(2)
+    expect(page.locator("#robustness-summary .ag-row")).to_have_count(2)
     expect(page.locator("#fig-robustness-angle")).to_contain_text("class 0")
     expect(page.locator("#robustness-lists")).to_contain_text("Most fragile")
     assert "severity" not in page.url and "condition" not in page.url  # drawing a tab sets nothing

@@ -371,7 +371,12 @@ def ids_in(tree) -> set:
 
 
 def words(tree) -> str:
-    return " ".join(c for comp in walk(tree) for c in _children(comp) if isinstance(c, str))
+    """The text shown: strings among the components' children, and the cells of grids."""
+    parts = []
+    for comp in walk(tree):
+        parts += [c for c in _children(comp) if isinstance(c, str)]
+        parts += [v for row in getattr(comp, "rowData", None) or [] for k, v in row.items() if k[0] != "_"]
+    return " ".join(parts)
 
 
 def _children(comp):
@@ -387,7 +392,9 @@ def test_landscape_view_shows_a_section_per_mode_present():
     summaries = {1: summary_2d(), 2: summary_1d(), 3: summary_interpolation(target=1)}
     view = landscape_view([1, 2, 3, 42], ckpts(1, 2, 3, 4), summaries, {})
     found = ids_in(view)
-    assert {CONTOURS_ID, LOG_ID, SURFACE_ID, "fig-landscape-surface", "fig-landscape-1d"} <= found
+    assert {CONTOURS_ID, LOG_ID, SURFACE_ID, "fig-landscape-1d"} <= found
+    assert "fig-landscape-surface" not in found  # drawn on demand
+    assert "Pick a checkpoint above to draw its surface in 3D." in words(view)
     assert {"fig-landscape-1d-accuracy", "fig-landscape-sharpness", "fig-landscape-interpolation"} <= found
     assert {"landscape-summary"} <= found and "compare-queue" not in found
     text = words(view)
@@ -410,7 +417,7 @@ def test_landscape_view_lists_missing_results_and_draws_only_what_exists():
 def test_landscape_view_offers_the_3d_surface_of_each_2d_result():
     view = landscape_view([1, 2, 3], ckpts(1, 2, 3), {1: summary_2d(), 3: summary_2d(2.0)}, {})
     (dropdown,) = [c for c in walk(view) if isinstance(c, dcc.Dropdown)]
-    assert [o["value"] for o in dropdown.options] == [1, 3] and dropdown.value == 1
+    assert [o["value"] for o in dropdown.options] == [1, 3] and dropdown.value is None
 
 
 def test_landscape_view_sets_the_log_switch_and_3d_checkpoint_from_its_settings():
@@ -419,9 +426,10 @@ def test_landscape_view_sets_the_log_switch_and_3d_checkpoint_from_its_settings(
     (dropdown,) = [c for c in walk(view) if isinstance(c, dcc.Dropdown)]
     (switch,) = [c for c in walk(view) if getattr(c, "id", None) == LOG_ID]
     assert dropdown.value == 3 and switch.value == ["log"]
-    grid, surface = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)
+    grid, (surface,) = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)
     drawn = {getattr(c, "id", None): c for c in walk(view)}
-    assert drawn[CONTOURS_ID].figure == grid and drawn["fig-landscape-surface"].figure == surface
+    assert drawn[CONTOURS_ID].figure == grid
+    assert drawn["fig-landscape-surface"].figure == graph_of(surface).figure
 
 
 def test_landscape_view_ignores_a_3d_checkpoint_without_a_2d_result():
@@ -429,18 +437,25 @@ def test_landscape_view_ignores_a_3d_checkpoint_without_a_2d_result():
     view = landscape_view([1, 2], ckpts(1, 2), summaries, {}, settings={"surface": 2, "log": False})
     (dropdown,) = [c for c in walk(view) if isinstance(c, dcc.Dropdown)]
     (switch,) = [c for c in walk(view) if getattr(c, "id", None) == LOG_ID]
-    assert dropdown.value == 1 and switch.value == []
+    assert dropdown.value is None and switch.value == []
+
+
+def graph_of(box):
+    """The figure's ``dcc.Graph`` inside what :func:`surface_box` returned."""
+    (found,) = [c for c in walk(box) if isinstance(c, dcc.Graph)]
+    return found
 
 
 def test_surface_switches_redraw_in_log_scale_for_the_chosen_checkpoint():
     summaries = {1: summary_2d(), 3: summary_2d(2.0)}
-    grid, surface = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)
+    grid, (surface,) = surface_figures([1, 3], ckpts(1, 3), summaries, log=True, surface_id=3)
     assert grid.layout.coloraxis.colorbar.title.text == "log₁₀ loss"
-    assert surface.data[1].z == (pytest.approx(math.log10(4.0)),)
-    _, fallback = surface_figures([1, 3], ckpts(1, 3), summaries, log=False, surface_id=99)
-    assert fallback.data[1].z == (2.0,)
+    assert graph_of(surface).figure.data[1].z == (pytest.approx(math.log10(4.0)),)
+    _, unknown = surface_figures([1, 3], ckpts(1, 3), summaries, log=False, surface_id=99)
+    assert "Pick a checkpoint" in words(unknown)
+    assert not [c for c in walk(unknown) if isinstance(c, dcc.Graph)]
     none_grid, none_surface = surface_figures([1], ckpts(1), {}, log=False, surface_id=None)
-    assert not none_grid.data and not none_surface.data
+    assert not none_grid.data and "Pick a checkpoint" in words(none_surface)
 
 
 def test_per_mode_accepts_one_summary_or_one_per_mode():

@@ -204,6 +204,15 @@ def test_pca_places_points_by_their_distances():
     assert np.allclose(coords[1], (coords[0] + coords[2]) / 2)
 
 
+def test_pca_equals_the_svd_of_the_centred_matrix():
+    matrix = np.random.default_rng(3).normal(size=(7, 300)) * np.linspace(3, 1, 300)
+    coords, _, explained = figs.embed_2d(matrix, "pca")
+    centred = matrix - matrix.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    assert np.allclose(np.abs(coords), np.abs(u[:, :2] * s[:2]))
+    assert explained == pytest.approx(list(s[:2] ** 2 / np.sum(s**2)))
+
+
 def test_sample_vectors_use_the_shared_conditions_and_samples():
     a = geometry(n=20, conditions=("clean", "contrast/1", "gaussian_noise/3"))
     b = geometry(n=10, conditions=("clean", "gaussian_noise/3"))
