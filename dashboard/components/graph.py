@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 FORMATS = (("PNG", "png"), ("SVG", "svg"), ("CSV", "csv"))
+DEFAULT_HEIGHT = 450  # Plotly's, for a figure that sets none
 
 
 def graph_config(name: str) -> dict:
@@ -39,5 +40,12 @@ def graph(figure: go.Figure, *, name: str, **props) -> html.Div:
         role="group",
         **{"aria-label": f"download {name}"},
     )
-    plot = dcc.Graph(figure=figure, config=graph_config(name), className=f"ps-graph ps-graph-{name}", **props)
+    height = figure.layout.height or DEFAULT_HEIGHT
+    plot = dcc.Graph(
+        figure=figure,
+        config=graph_config(name),
+        className=f"ps-graph ps-graph-{name}",
+        style={"minHeight": f"{height}px"},  # its place is known before it is drawn (assets/plotly_setup.js)
+        **props,
+    )
     return html.Div([plot, buttons], className="ps-figure")

@@ -58,6 +58,10 @@ _NUMERIC_ORDER = (
 )
 
 
+GRID_ROWS = 8  # rows a summary grid shows before it scrolls
+GRID_HEIGHT = 400  # px: the header and GRID_ROWS rows
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -71,6 +75,7 @@ def grid(
     per component in Chromium here: the landscape tab's summary (58 rows of 12 cells) took 1.4 s of the
     tab's 4.6 s to show. The grid is one component whatever its size. Cells are text (``None`` shows
     as empty); a row's ``_color`` colors the first column's left edge (the checkpoint's figure color).
+    Beyond :data:`GRID_ROWS` rows it scrolls in a box of its own, so the figures start on the first screen.
     """
     if not rows:
         return html.P(empty, className="ps-empty")
@@ -92,13 +97,18 @@ def grid(
         }
         for row in rows
     ]
+    tall = len(data) > GRID_ROWS  # scrolls within a box of GRID_ROWS rows, and the figures below show
     return dag.AgGrid(
         id=id,
         rowData=data,
         columnDefs=defs,
         defaultColDef={"sortable": True, "resizable": True, "minWidth": 90},
-        dashGridOptions={"domLayout": "autoHeight", "animateRows": False, "suppressFieldDotNotation": True},
+        dashGridOptions={
+            "domLayout": "normal" if tall else "autoHeight",
+            "animateRows": False,
+            "suppressFieldDotNotation": True,
+        },
         columnSize="autoSize",
         className="ps-summary-grid",
-        style={"width": "100%"},
+        style={"width": "100%", **({"height": f"{GRID_HEIGHT}px"} if tall else {})},
     )

@@ -109,6 +109,7 @@ def test_landscape_and_overview_settings_survive_a_reload(server, page, pair):
     ids, dataset = pair
     page.goto(f"{server}/compare?ids={ids[0]},{ids[1]}&dataset={dataset}&tab=landscape")
     expect(page.locator("#fig-landscape-contours g.contour")).to_have_count(2)
+    expect(page.locator("#landscape-summary .ag-row")).to_have_count(2)  # the grid loads on its own
     assert "log" not in page.url and "surface" not in page.url
     mark(page, "#landscape-summary")
 

@@ -1,0 +1,182 @@
+/* How the dashboard's pages get plotly.js: started early, and drawing what can be seen first.
+
+   1. Start plotly.js while a page's first callbacks are on the server.
+
+   dcc.Graph loads plotly.js (4.8 MB; about a second of main-thread evaluation on a slow machine) only when
+   its first graph mounts, which is after the callback that draws the figures has come back: the page then
+   waits for the server and for plotly.js one after the other. The compare page and shared views (and any
+   page whose layout holds an element with `data-ps-plotly`) start plotly.js when their first callback
+   request goes out, so its evaluation runs while the main thread would otherwise wait for responses.
+
+   Until the script has run, `window.Plotly` is a promise of it: dcc.Graph waits on
+   `Promise.resolve(window.Plotly || <its own loader>)`, so it waits for this script rather than adding a
+   second copy. plotly.js replaces the promise with itself when it runs.
+
+   2. dcc.Graph also resizes every graph once right after drawing it (`Plotly.Plots.resize`), which redraws
+   the whole figure even when its box has not changed: 20-60% of the first drawing again, after all the
+   graphs are drawn. Once plotly.js has run, a resize of a graph whose box already has the drawn size
+   returns at once; any other resize goes on as before.
+
+   3. A figure that dcc.Graph draws more than half a screen below (or above) the view is drawn as an
+   empty box of its height first, and for real when it comes near the view, or when the browser is idle,
+   one figure per idle period, whichever comes first. A compare tab shows 4-9 figures, of which 2-3 fit
+   in a window: the rest no longer hold up the ones in view. Until then `gd.dataset.psDeferred` is set,
+   and `window.psDeferred()` tells how many wait. A new figure for a waiting graph replaces the one
+   it waits with. */
+(function () {
+  "use strict";
+  var started = false;
+  // the compare page and shared views: started with the first callback (which draws the page's layout)
+  var PLOT_PAGES = /\/(compare|s\/[^/]+)\/?$/;
+
+  var AHEAD = 0.5; // screens beyond the view within which a figure is drawn at once
+  var waiting = new Map(); // graph div -> [the arguments of its Plotly.react]
+  var observer = null;
+  var idleQueued = false;
+
+  function offscreen(gd) {
+    var box = (gd.parentElement || gd).getBoundingClientRect(); // dcc.Graph's box holds its min-height
+    var margin = AHEAD * window.innerHeight;
+    return box.height > 0 && (box.top > window.innerHeight + margin || box.bottom < -margin);
+  }
+
+  function drawWaiting(gd) {
+    var args = waiting.get(gd);
+    if (!args) return;
+    waiting.delete(gd);
+    if (observer) observer.unobserve(gd);
+    delete gd.dataset.psDeferred;
+    if (document.body.contains(gd)) window.Plotly.react.apply(window.Plotly, args);
+  }
+
+  function drawWhenIdle() {
+    if (idleQueued || !waiting.size) return;
+    idleQueued = true;
+    var later = window.requestIdleCallback || function (f) { return setTimeout(f, 50); };
+    later(function () {
+      idleQueued = false;
+      var next = waiting.keys().next();
+      if (!next.done) drawWaiting(next.value);
+      drawWhenIdle();
+    });
+  }
+
+  function placeholder(figure) {
+    var layout = (figure && figure.layout) || {};
+    return {
+      data: [],
+      layout: {
+        height: layout.height,
+        width: layout.width,
+        xaxis: { visible: false },
+        yaxis: { visible: false },
+        paper_bgcolor: "rgba(0,0,0,0)",
+        plot_bgcolor: "rgba(0,0,0,0)",
+      },
+      config: figure && figure.config,
+    };
+  }
+
+  function deferOffscreen(Plotly) {
+    var react = Plotly && Plotly.react;
+    if (typeof react !== "function" || !("IntersectionObserver" in window)) return;
+    observer = new IntersectionObserver(
+      function (entries) {
+        entries.forEach(function (entry) {
+          if (entry.isIntersecting) drawWaiting(entry.target);
+        });
+      },
+      { rootMargin: AHEAD * 100 + "% 0px" }
+    );
+    Plotly.react = function (gd) {
+      var args = Array.prototype.slice.call(arguments);
+      if (!gd || typeof gd === "string" || args.length !== 2 || !args[1] || !args[1].data) {
+        return react.apply(this, args); // not dcc.Graph's call (one figure object): as it was
+      }
+      if (waiting.has(gd)) {
+        waiting.set(gd, args); // a newer figure for a graph still out of view
+        return Promise.resolve(gd);
+      }
+      if (!gd._fullLayout && offscreen(gd)) {
+        waiting.set(gd, args); // first drawn far from the view: an empty box now, the figure later
+        gd.dataset.psDeferred = "1";
+        observer.observe(gd);
+        drawWhenIdle();
+        return react.call(this, gd, placeholder(args[1]));
+      }
+      return react.apply(this, args);
+    };
+    window.psDeferred = function () {
+      return waiting.size;
+    };
+  }
+
+  function skipSameSizeResize(Plotly) {
+    var resize = Plotly && Plotly.Plots && Plotly.Plots.resize;
+    if (typeof resize !== "function") return;
+    Plotly.Plots.resize = function (gd) {
+      var div = typeof gd === "string" ? document.getElementById(gd) : gd;
+      var full = div && div._fullLayout;
+      if (full && div.clientWidth === full.width && div.clientHeight === full.height) {
+        return Promise.resolve(div);
+      }
+      return resize.apply(this, arguments);
+    };
+  }
+
+  function preload() {
+    if (window.Plotly) started = true;
+    if (started || !window._dashPlotlyJSURL) return;
+    if (!PLOT_PAGES.test(window.location.pathname) && !document.querySelector("[data-ps-plotly]")) return;
+    started = true;
+    var script = document.createElement("script");
+    script.src = window._dashPlotlyJSURL;
+    script.async = true;
+    var pending = new Promise(function (resolve, reject) {
+      script.onload = function () {
+        skipSameSizeResize(window.Plotly);
+        deferOffscreen(window.Plotly);
+        resolve();
+      };
+      script.onerror = function (event) {
+        if (window.Plotly === pending) delete window.Plotly; // the next graph tries its own loader
+        reject(event);
+      };
+    });
+    pending.catch(function () {});
+    window.Plotly = pending;
+    document.body.appendChild(script);
+  }
+
+  // On those pages, fetch it (without running it) as this script runs, so that it is here to run by then.
+  function prefetch() {
+    var config = document.getElementById("_dash-config");
+    if (!config || !PLOT_PAGES.test(window.location.pathname)) return;
+    var prefix = JSON.parse(config.textContent).requests_pathname_prefix || "/";
+    var link = document.createElement("link");
+    link.rel = "preload";
+    link.as = "script";
+    link.href = prefix + "_dash-component-suites/plotly/package_data/plotly.min.js"; // as dash-renderer has it
+    document.head.appendChild(link);
+  }
+  try {
+    prefetch();
+  } catch (err) {
+    /* only earlier: it loads when started */
+  }
+
+  var fetch = window.fetch;
+  window.fetch = function (resource) {
+    if (!started) {
+      var url = String((resource && resource.url) || resource);
+      if (url.indexOf("_dash-update-component") !== -1) {
+        try {
+          preload();
+        } catch (err) {
+          /* plotly.js then loads with the first graph, as without this script */
+        }
+      }
+    }
+    return fetch.apply(this, arguments);
+  };
+})();
