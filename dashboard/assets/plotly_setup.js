@@ -20,8 +20,8 @@
    3. A figure that dcc.Graph draws more than half a screen below (or above) the view is drawn as an
    empty box of its height first, and for real when it comes near the view, or when the browser is idle,
    one figure per idle period, whichever comes first. A compare tab shows 4-9 figures, of which 2-3 fit
-   in a window: the rest no longer hold up the ones in view. Until then `gd.dataset.psDeferred` is set,
-   and `window.psDeferred()` tells how many wait. A new figure for a waiting graph replaces the one
+   in a window: the rest no longer hold up the ones in view. Until then `gd.dataset.psDeferred` is set;
+   `window.psDeferred()` tells how many wait, `window.psDeferred(true)` how many waited in all. A new figure for a waiting graph replaces the one
    it waits with. */
 (function () {
   "use strict";
@@ -33,6 +33,7 @@
   var waiting = new Map(); // graph div -> [the arguments of its Plotly.react]
   var observer = null;
   var idleQueued = false;
+  var deferredSoFar = 0;
 
   function offscreen(gd) {
     var box = (gd.parentElement || gd).getBoundingClientRect(); // dcc.Graph's box holds its min-height
@@ -98,6 +99,7 @@
         return Promise.resolve(gd);
       }
       if (!gd._fullLayout && offscreen(gd)) {
+        deferredSoFar += 1;
         waiting.set(gd, args); // first drawn far from the view: an empty box now, the figure later
         gd.dataset.psDeferred = "1";
         observer.observe(gd);
@@ -106,8 +108,8 @@
       }
       return react.apply(this, args);
     };
-    window.psDeferred = function () {
-      return waiting.size;
+    window.psDeferred = function (total) {
+      return total ? deferredSoFar : waiting.size; // waiting now, or deferred since the page loaded
     };
   }
 

@@ -137,3 +137,29 @@ def test_landscape_and_overview_settings_survive_a_reload(server, page, pair):
     expect(page.get_by_label("difference to the parent (child − dense)")).to_be_checked()
     expect(page.locator("#fig-overview-sparsity .gtitle")).to_contain_text("Difference to the parent")
     assert re.search(rf"log=1&surface={ids[1]}&mode=difference", page.url)
+
+
+def test_figures_out_of_view_are_drawn_later_and_plotly_loads_once(server, browser, pair):
+    ids, dataset = pair
+    context = browser.new_context(viewport={"width": 1280, "height": 500})
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/compare?ids={ids[0]},{ids[1]}&dataset={dataset}&tab=robustness")
+        expect(page.locator("#fig-robustness-heatmap .ytick")).to_have_count(2)  # in view: drawn
+        # figures far below a 500 px window were first drawn as empty boxes, and all get drawn
+        page.wait_for_function("window.psDeferred && window.psDeferred() === 0", timeout=30_000)
+        assert page.evaluate("window.psDeferred(true)") >= 2
+        drawn = page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')]"
+            ".map(gd => [gd.closest('[id]').id, gd.data.length, gd.dataset.psDeferred || null])"
+        )
+        assert len(drawn) >= 8 and all(n > 0 and waiting is None for _id, n, waiting in drawn), drawn
+        # plotly.js was started early, once: dcc.Graph waited for that copy rather than adding its own
+        assert page.evaluate("document.querySelectorAll('script[src*=\"plotly.min.js\"]').length") == 1
+        assert page.evaluate("typeof window.Plotly.react") == "function"
+        # a figure drawn later still answers its controls: the angle panels follow checkpoint A
+        page.locator("#fig-robustness-angle").scroll_into_view_if_needed()
+        choose(page, "robustness-a", f"child (#{ids[1]})")
+        expect(page.locator("#fig-robustness-angle .gtitle")).to_contain_text(f"child (#{ids[1]})")
+    finally:
+        context.close()

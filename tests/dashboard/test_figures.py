@@ -242,3 +242,45 @@ def test_compare_search_drops_settings_that_no_longer_apply():
     search = compare_search([5, 7], 1, "landscape", settings)
     assert search == "?ids=5,7&dataset=1&tab=landscape&severity=3&b=5"
     assert compare_search([], None, None, {"log": True}) == "?log=1"
+
+
+def test_panel_grid_shares_one_axis_per_column_and_one_per_row():
+    import plotly.graph_objects as go
+
+    from dashboard.figures.common import panel_grid
+
+    fig = go.Figure()
+    refs = panel_grid(fig, ["a", "b", "c", "d", "e"], columns=3, x_title="α")
+    assert [(r["xaxis"], r["yaxis"]) for r in refs] == [
+        ("x", "y"), ("x2", "y"), ("x3", "y"), ("x", "y2"), ("x2", "y2")
+    ]  # fmt: skip
+    # each column's x axis (and its title) sits under its lowest panel: the third has none in row 2
+    layout = fig.layout
+    assert (layout.xaxis.anchor, layout.xaxis2.anchor, layout.xaxis3.anchor) == ("y2", "y2", "y")
+    assert layout.xaxis3.title.text == "α" and layout.yaxis2.anchor == "x"
+    assert (layout.xaxis2.matches, layout.yaxis2.matches, layout.xaxis.matches) == ("x", "y", None)
+    columns = [layout[f"xaxis{i}" if i > 1 else "xaxis"].domain for i in (1, 2, 3)]
+    assert all(a[1] < b[0] for a, b in zip(columns, columns[1:], strict=False))  # side by side
+    assert layout.yaxis.domain[0] > layout.yaxis2.domain[1]  # row 1 above row 2
+    titles = [(a.text, a.xref, a.yref) for a in layout.annotations]
+    assert titles[1] == ("b", "x2 domain", "y domain") and titles[4] == ("e", "x2 domain", "y2 domain")
+
+
+def test_summary_grid_keeps_cells_as_text_and_sorts_numbers_by_value():
+    from dashboard.components.table import GRID_ROWS, Column, grid
+
+    columns = (Column("name", "checkpoint"), Column("acc", "accuracy", numeric=True))
+    hostile = "<img src=x onerror=alert(1)>"
+    rows = [{"name": hostile, "_color": "#123456", "acc": "12.50%"}, {"name": "b", "acc": None}]
+    g = grid(columns, rows, id="t")
+    assert g.rowData == [
+        {"name": hostile, "acc": "12.50%", "_color": "#123456"},
+        {"name": "b", "acc": "", "_color": None},
+    ]
+    defs = {d["field"]: d for d in g.columnDefs}
+    assert "comparator" in defs["acc"] and "comparator" not in defs["name"]
+    assert "cellRenderer" not in defs["name"]  # AG Grid shows the value as text
+    assert g.dashGridOptions["domLayout"] == "autoHeight"
+    tall = grid(columns, rows * GRID_ROWS, id="t")
+    assert tall.dashGridOptions["domLayout"] == "normal" and "height" in tall.style
+    assert grid(columns, [], id="t", empty="none yet").children == "none yet"
