@@ -1,11 +1,13 @@
 """Compare page interactivity with N checkpoints and every analysis loaded (DESIGN §8: interactive in 2 s).
 
 Usage: nice -n 10 .venv/bin/python -m bench.compare_page [--checkpoints 20] [--repeats 3] [--data-dir DIR]
-           [--tabs evaluate hessian landscape robustness overview] [--profile]
+           [--tabs evaluate hessian landscape robustness overview] [--profile] [--returning]
 
 Seeds a data dir (a temp dir, or ``--data-dir``, reused when already seeded) through the real API and worker
 (:mod:`bench._seed`), then opens ``/compare?ids=..&dataset=..&tab=..`` in Debian's Chromium (Playwright) for
-each tab, a fresh browser context each time, and measures in the page:
+each tab, a fresh browser context each time (a first visit; ``--returning``: one context for every load,
+after each tab was loaded twice in it, so its HTTP and compiled-code caches are warm), and measures in
+the page:
 
 - load (interactive): ms from navigation start until the tab's figures are drawn (as many
   ``.js-plotly-plot`` as a warm-up load showed, its marker figure among them), no ``[data-dash-is-loading]``
@@ -149,7 +151,8 @@ NETWORK_JS = r"""
   return {
     html: nav.responseEnd,
     boot: cbs.length ? Math.min(...cbs.map(e => e.startTime)) : 0,
-    js_kb: performance.getEntriesByType('resource').filter(e => e.initiatorType === 'script')
+    js_kb: performance.getEntriesByType('resource')  // scripts, and plotly.js's preload (a link)
+      .filter(e => e.initiatorType === 'script' || (e.initiatorType === 'link' && e.name.includes('.js')))
       .reduce((s, e) => s + e.decodedBodySize, 0) / 1024,
     callbacks: cbs.length,
     server: cbs.reduce((s, e) => s + (e.responseStart - e.requestStart), 0),
@@ -213,9 +216,18 @@ def interact(page, tab: str, expected: dict[str, int]) -> float:
     return done - t0
 
 
-def open_tab(browser, url: str, tab: str, expected: dict[str, int], *, measure_interaction: bool) -> dict:
+def new_context(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(INIT_SCRIPT)
+    return context
+
+
+def open_tab(
+    browser, url: str, tab: str, expected: dict[str, int], *, measure_interaction: bool, shared=None
+) -> dict:
+    """One load of ``tab`` in a fresh browser context (a first visit: nothing cached), or in ``shared``
+    (a returning visit: the browser's HTTP and compiled-code caches hold what earlier loads fetched)."""
+    context = shared or new_context(browser)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -227,7 +239,7 @@ def open_tab(browser, url: str, tab: str, expected: dict[str, int], *, measure_i
         if measure_interaction:
             row["interact"] = interact(page, tab, expected)
     finally:
-        context.close()
+        (page if shared else context).close()
     if errors:
         print(f"  {tab}: JavaScript errors: {errors[:3]}")
     return row
@@ -346,7 +358,9 @@ def report(rows: dict[str, list[dict]]) -> None:
     print(f"compare_page_interactive_seconds_max: {worst / 1000:.2f}")
 
 
-def measure(base: str, ids: list[int], dataset_id: int, tabs: list[str], repeats: int, profile: bool) -> None:
+def measure(
+    base: str, ids: list[int], dataset_id: int, tabs: list[str], repeats: int, profile: bool, returning: bool
+) -> None:
     from playwright.sync_api import sync_playwright
 
     query = f"ids={','.join(map(str, ids))}&dataset={dataset_id}"
@@ -354,10 +368,15 @@ def measure(base: str, ids: list[int], dataset_id: int, tabs: list[str], repeats
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         expected = warm_up(browser, urls)
+        shared = new_context(browser) if returning else None
+        if shared is not None:  # its caches see every tab twice first
+            for tab in [*tabs, *tabs]:
+                open_tab(browser, urls[tab], tab, expected, measure_interaction=False, shared=shared)
         rows = {tab: [] for tab in tabs}
         for i in range(repeats):
             for tab in tabs:
-                rows[tab].append(open_tab(browser, urls[tab], tab, expected, measure_interaction=True))
+                row = open_tab(browser, urls[tab], tab, expected, measure_interaction=True, shared=shared)
+                rows[tab].append(row)
                 print(f"run {i + 1} {tab}: load {rows[tab][-1]['load'] / 1000:.2f} s")
         if profile:
             print()
@@ -373,6 +392,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tabs", nargs="+", choices=TABS, default=list(TABS))
     parser.add_argument("--profile", action="store_true", help="also profile one load per tab (V8)")
+    parser.add_argument(
+        "--returning", action="store_true", help="load in one browser context: a returning visitor's caches"
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="keep (and reuse) the seeded data here")
     args = parser.parse_args()
     env = {"PRUNESCOPE_RATE_LIMIT_PER_MINUTE": "0", "PRUNESCOPE_DEVICE": "cpu"}
@@ -383,7 +405,7 @@ def main() -> None:
             t0 = time.perf_counter()
             ids, dataset_id = seeded(data_dir, base, args.checkpoints)
             print(f"{len(ids)} checkpoints, dataset {dataset_id}, ready in {time.perf_counter() - t0:.0f} s")
-            measure(base, ids, dataset_id, args.tabs, args.repeats, args.profile)
+            measure(base, ids, dataset_id, args.tabs, args.repeats, args.profile, args.returning)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
 
    dcc.Graph loads plotly.js (4.8 MB; about a second of main-thread evaluation on a slow machine) only when
    its first graph mounts, which is after the callback that draws the figures has come back: the page then
-   waits for the server and for plotly.js one after the other. The compare page and shared views (and any
-   page whose layout holds an element with `data-ps-plotly`) start plotly.js when their first callback
-   request goes out, so its evaluation runs while the main thread would otherwise wait for responses.
+   waits for the server and for plotly.js one after the other. The compare page and shared views fetch it
+   (a preload, not run) as this script runs, and run it when their first callback request goes out (so
+   does any page whose layout holds an element with `data-ps-plotly`): its evaluation then runs while the
+   main thread would otherwise wait for responses.
 
    Until the script has run, `window.Plotly` is a promise of it: dcc.Graph waits on
    `Promise.resolve(window.Plotly || <its own loader>)`, so it waits for this script rather than adding a
@@ -17,12 +18,12 @@
    graphs are drawn. Once plotly.js has run, a resize of a graph whose box already has the drawn size
    returns at once; any other resize goes on as before.
 
-   3. A figure that dcc.Graph draws more than half a screen below (or above) the view is drawn as an
-   empty box of its height first, and for real when it comes near the view, or when the browser is idle,
-   one figure per idle period, whichever comes first. A compare tab shows 4-9 figures, of which 2-3 fit
-   in a window: the rest no longer hold up the ones in view. Until then `gd.dataset.psDeferred` is set;
-   `window.psDeferred()` tells how many wait, `window.psDeferred(true)` how many waited in all. A new figure for a waiting graph replaces the one
-   it waits with. */
+   3. A figure that dcc.Graph would draw more than half a screen out of view is drawn as an empty box of
+   its height first, and for real when it comes near the view or when the browser is idle (one figure
+   per idle period), whichever comes first. A compare tab shows 4-9 figures, of which 2-3 fit in a
+   window: the rest no longer hold up the ones in view. Until then `gd.dataset.psDeferred` is set;
+   `window.psDeferred()` tells how many wait, `window.psDeferred(true)` how many waited in all. A new
+   figure for a waiting graph replaces the one it waits with. */
 (function () {
   "use strict";
   var started = false;
