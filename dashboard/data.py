@@ -393,6 +393,25 @@ def result_artifact(
     return _arrays(key, keys, f"the {analysis} artifact {name!r}")
 
 
+def result_artifacts(
+    analysis: str,
+    checkpoint_ids: Sequence[int],
+    dataset_id: int | None,
+    name: str,
+    keys: Sequence[str] | None = None,
+) -> dict[int, dict[str, np.ndarray]]:
+    """:func:`result_artifact` of each checkpoint, their blob keys read in one query: ``{id: arrays}``, a
+    checkpoint whose artifact is absent or unreadable left out. (One query per checkpoint made the
+    robustness tab's 20 checkpoints 130 statements a drawing.)"""
+    out = {}
+    for cid, key in _artifact_keys(analysis, checkpoint_ids, dataset_id, name).items():
+        try:
+            out[cid] = _arrays(key, keys, f"the {analysis} artifact {name!r}")
+        except ActionError:
+            continue
+    return out
+
+
 def _arrays(key: str, keys: Sequence[str] | None, what: str) -> dict[str, np.ndarray]:
     """The arrays ``keys`` (all when ``None``) of the artifact blob ``key``, from the cache when there."""
     names = _artifact_cache.get((key, None))  # the arrays the artifact holds, once it was opened

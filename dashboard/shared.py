@@ -97,7 +97,7 @@ def _layout() -> html.Div:
                         id="share-tab",
                         children=[dcc.Tab(label=label, value=name) for name, label in COMPARE_TABS.items()],
                     ),
-                    html.Div(id="compare-content", **{"data-ps-plotly": "soon"}),
+                    html.Div(id="compare-content"),
                     dcc.Store(id="compare-state"),
                 ],
                 className="ps-main",

@@ -5,9 +5,8 @@
    dcc.Graph loads plotly.js (4.8 MB; about a second of main-thread evaluation on a slow machine) only when
    its first graph mounts, which is after the callback that draws the figures has come back: the page then
    waits for the server and for plotly.js one after the other. The compare page and shared views fetch it
-   (a preload, not run) as this script runs, and run it when their first callback request goes out (so
-   does any page whose layout holds an element with `data-ps-plotly`): its evaluation then runs while the
-   main thread would otherwise wait for responses.
+   (a preload, not run) as this script runs, and run it when their first callback request goes out: its
+   evaluation then runs while the main thread would otherwise wait for responses.
 
    Until the script has run, `window.Plotly` is a promise of it: dcc.Graph waits on
    `Promise.resolve(window.Plotly || <its own loader>)`, so it waits for this script rather than adding a
@@ -130,7 +129,7 @@
   function preload() {
     if (window.Plotly) started = true;
     if (started || !window._dashPlotlyJSURL) return;
-    if (!PLOT_PAGES.test(window.location.pathname) && !document.querySelector("[data-ps-plotly]")) return;
+    if (!PLOT_PAGES.test(window.location.pathname)) return;
     started = true;
     var script = document.createElement("script");
     script.src = window._dashPlotlyJSURL;

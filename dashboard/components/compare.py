@@ -28,6 +28,12 @@ def swatch(color: str) -> html.Span:
     return html.Span(className="ps-swatch", style={"backgroundColor": color})
 
 
+def grid_name(checkpoint_id: int, name: str, color: str) -> dict:
+    """A summary grid row's checkpoint cell (:func:`dashboard.components.table.grid`): its name, shown as
+    text, and its color (the same color as in every figure)."""
+    return {"name": f"{name} (#{checkpoint_id})", "_color": color}
+
+
 def name_cell(checkpoint_id: int, name: str, color: str) -> html.Span:
     """A table cell naming a checkpoint, with its color swatch (the same color as in every figure)."""
     return html.Span([swatch(color), f"{name} (#{checkpoint_id})"])
@@ -51,8 +57,7 @@ def summary_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": f"{c['name']} (#{cid})",
-                "_color": colors[cid],
+                **grid_name(cid, c["name"], colors[cid]),
                 "sparsity": percent(c["sparsity"]),
                 "accuracy": percent(s.get("accuracy"), 2),
                 "loss": number(s.get("loss")),

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dash import html
 from dash_ag_grid import AgGrid
 
-from dashboard.components.compare import missing_results, unknown_note
+from dashboard.components.compare import grid_name, missing_results, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, grid
@@ -73,8 +73,7 @@ def hessian_table(
         s, c = summaries[cid], checkpoints[cid]
         rows.append(
             {
-                "name": f"{c['name']} (#{cid})",
-                "_color": colors[cid],
+                **grid_name(cid, c["name"], colors[cid]),
                 "sparsity": percent(c.get("sparsity")),
                 "top": _top_cell(s),
                 "trace": _trace_cell(s),

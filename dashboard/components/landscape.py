@@ -14,7 +14,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from dash_ag_grid import AgGrid
 
 from dashboard import data
-from dashboard.components.compare import missing_results, unknown_note
+from dashboard.components.compare import grid_name, missing_results, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, grid
@@ -62,8 +62,7 @@ def _sharpness(s: dict) -> str | None:
 def _row(cid: int, c: dict, s: dict, color: str, names: Mapping[int, str]) -> dict:
     interpolation = s.get("mode") == "interpolation"
     return {
-        "name": f"{c['name']} (#{cid})",
-        "_color": color,
+        **grid_name(cid, c["name"], color),
         "sparsity": percent(c.get("sparsity")),
         "mode": _mode_text(s),
         "loss": number(s.get("center_loss")),

@@ -21,7 +21,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 from dash_ag_grid import AgGrid
 
 from dashboard import data
-from dashboard.components.compare import missing_results, name_cell, unknown_note
+from dashboard.components.compare import grid_name, missing_results, name_cell, unknown_note
 from dashboard.components.format import count, number, percent
 from dashboard.components.graph import graph
 from dashboard.components.table import Column, grid, table
@@ -76,8 +76,7 @@ def _row(cid: int, c: dict, s: dict, color: str) -> dict:
     clean = s.get("clean") if isinstance(s.get("clean"), dict) else {}
     speed = s.get("images_per_second")
     return {
-        "name": f"{c['name']} (#{cid})",
-        "_color": color,
+        **grid_name(cid, c["name"], color),
         "sparsity": percent(c.get("sparsity")),
         "clean": percent(clean.get("accuracy"), 2),
         "corrupted": percent(s.get("mean_corruption_accuracy"), 2),
@@ -163,14 +162,19 @@ def _accuracy_section(
     )
 
 
+def _condition(entries: Sequence[CheckpointSummary], settings: Mapping | None) -> tuple[list[str], str]:
+    """The conditions to choose from, and the settings' one (the default when it is not among them)."""
+    conditions = condition_options(entries)
+    return conditions, pick(settings, "condition", conditions, default_condition(conditions))
+
+
 def _sample_section(
     entries: list[CheckpointSummary], colors: dict[int, str], settings: Mapping | None, dataset_id: int | None
 ) -> html.Section:
     choices = [{"label": e.label, "value": e.checkpoint_id} for e in entries]
     ids = [e.checkpoint_id for e in entries]
-    conditions = condition_options(entries)
+    conditions, condition = _condition(entries, settings)
     a, b = pick(settings, "a", ids, ids[0]), pick(settings, "b", ids, ids[-1])
-    condition = pick(settings, "condition", conditions, default_condition(conditions))
     quantity = pick(settings, "quantity", fig_robustness.QUANTITIES, "correct")
     controls = html.Div(
         [
@@ -213,8 +217,7 @@ def _explorer_section(
 ) -> html.Section:
     """The sample explorer, with the settings' ``sample`` (an index) open; one beyond the results says so."""
     sample = (settings or {}).get("sample")
-    conditions = condition_options(entries)
-    condition = pick(settings, "condition", conditions, default_condition(conditions))
+    _conditions, condition = _condition(entries, settings)
     index = dcc.Input(id=INDEX_ID, type="number", min=0, step=1, debounce=True, value=sample)
     detail = (
         explorer_detail(entries, colors, dataset_id, sample, condition)
@@ -520,15 +523,8 @@ def _geometry(ids: Sequence[int], dataset_id: int | None, keys: Sequence[str]) -
     results always name their data set: none without one)."""
     if dataset_id is None:
         return {}
-    out = {}
-    for cid in ids:
-        try:
-            arrays = data.result_artifact(ANALYSIS, cid, dataset_id, ARTIFACT, keys)
-        except data.ActionError:
-            arrays = None
-        if arrays:
-            out[cid] = arrays
-    return out
+    found = data.result_artifacts(ANALYSIS, ids, dataset_id, ARTIFACT, keys)
+    return {cid: found[cid] for cid in ids if found.get(cid)}
 
 
 def _images(dataset_id: int | None, indices: list[int], conditions: Sequence[str], seed: int) -> list:

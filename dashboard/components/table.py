@@ -56,8 +56,6 @@ _NUMERIC_ORDER = (
     "((a, b) => (isNaN(a) ? (isNaN(b) ? 0 : -1) : isNaN(b) ? 1 : a - b))"
     "(parseFloat(String(valueA).replace(/,/g, '')), parseFloat(String(valueB).replace(/,/g, '')))"
 )
-
-
 GRID_ROWS = 8  # rows a summary grid shows before it scrolls
 GRID_HEIGHT = 400  # px: the header and GRID_ROWS rows
 
@@ -92,7 +90,7 @@ def grid(
     }
     data = [
         {
-            **{c.key: "" if row.get(c.key) is None else str(row.get(c.key)) for c in columns},
+            **{c.key: _text(row.get(c.key)) for c in columns},
             "_color": row.get("_color"),
         }
         for row in rows

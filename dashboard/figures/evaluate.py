@@ -7,7 +7,6 @@ Each function takes one :class:`CheckpointSummary` per checkpoint and a color pe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -20,6 +19,7 @@ from dashboard.figures.common import (
     entry_colors,
     finite,
     panel_grid,
+    panel_rows,
 )
 
 _LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
@@ -124,7 +124,7 @@ def confusion_grid(
             + "</extra>",
             **axes,
         )
-    rows = math.ceil(len(entries) / max(1, min(columns, len(entries))))
+    rows = panel_rows(len(entries), columns)
     fig.update_layout(
         title="Confusion matrices (rows: true class, normalized)"
         if normalize

@@ -33,6 +33,7 @@ from dashboard.figures.common import (
     entry_colors,
     finite,
     panel_grid,
+    panel_rows,
     plain,
     points_meta,
 )
@@ -63,10 +64,6 @@ def _is_outlier(value: float | None, outliers: Sequence[float]) -> bool:
 
 
 DENSITY_POINTS = 250  # points of each density curve drawn (the result keeps its full grid)
-
-
-def _rows(n: int, columns: int) -> int:
-    return math.ceil(n / max(1, min(columns, n)))
 
 
 def _panel_line(axes: dict, *, x: float | None = None, y: float | None = None, **line) -> dict:
@@ -154,7 +151,7 @@ def eigenvalue_bars(
         fig.update_xaxes(categoryorder="array", categoryarray=categories, title_text="eigenvalue")
         fig.update_yaxes(title_text="λ", zeroline=True)
         return fig
-    rows = _rows(len(entries), columns)
+    rows = panel_rows(len(entries), columns)
     fig = go.Figure()
     panels = panel_grid(
         fig, [e.label for e in entries], columns=columns, h_gap=0.03, v_gap=min(0.08, 0.4 / rows)
@@ -403,7 +400,7 @@ def density_multiples(
         return empty_figure("no spectral densities (density_vectors = 0, or no results yet)")
     floor, y_range = scale
     colors = entry_colors(entries, colors)
-    rows = _rows(len(entries), columns)
+    rows = panel_rows(len(entries), columns)
     titles = []
     for e in entries:
         c = _num_classes(e.summary)

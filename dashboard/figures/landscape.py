@@ -37,6 +37,7 @@ from dashboard.figures.common import (
     entry_colors,
     finite,
     panel_grid,
+    panel_rows,
     plain,
     points_meta,
 )
@@ -176,7 +177,7 @@ def contour_grid(
         return empty_figure("no 2D landscape results yet")
     colors = entry_colors([e for e, _ in pairs], colors)
     zmin, zmax = _scale([g for _, g in pairs], log)
-    rows = math.ceil(len(pairs) / max(1, min(columns, len(pairs))))
+    rows = panel_rows(len(pairs), columns)
     fig = go.Figure()
     panels = panel_grid(
         fig,

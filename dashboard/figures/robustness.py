@@ -42,6 +42,7 @@ from dashboard.figures.common import (
     entry_colors,
     finite,
     panel_grid,
+    panel_rows,
     plain,
     points_meta,
 )
@@ -141,7 +142,7 @@ def severity_curves(
         return empty_figure("no robustness results with corruptions yet")
     colors = entry_colors(entries, colors)
     levels = severities(entries)
-    rows = math.ceil(len(names) / max(1, min(columns, len(names))))
+    rows = panel_rows(len(names), columns)
     fig = go.Figure()
     titles = [plain(n) for n in names]
     panels = panel_grid(fig, titles, columns=columns, v_gap=min(0.12, 0.35 / rows))
@@ -296,7 +297,7 @@ def angle_norm_grid(
     n = min(len(labels), arrays["angle"].shape[1])
     classes = np.unique(labels[:n])
     shown = classes[:max_classes]
-    rows = max(1, math.ceil(len(shown) / max(1, min(columns, len(shown)))))
+    rows = panel_rows(len(shown), columns)
     fig = go.Figure()
     panels = panel_grid(
         fig, [f"class {c}" for c in shown], columns=columns, h_gap=0.03, x_title="‖h‖", y_title="θ_y (°)"

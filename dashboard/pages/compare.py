@@ -136,7 +136,7 @@ def layout(ids=None, dataset=None, tab=None, family=None, **query) -> html.Div:
             ),
             share_controls(),
             html.Div(id="compare-queue-result", className="ps-result"),
-            html.Div(id="compare-content", **{"data-ps-plotly": "soon"}),
+            html.Div(id="compare-content"),
             dcc.Store(id="compare-state", data={"ids": selected, "dataset": dataset_id, "tab": tab}),
             dcc.Store(id=SETTINGS_STORE, data=settings),
             dcc.Store(id="compare-refresh"),
