@@ -2,19 +2,24 @@
 
 Usage: python bench/hessian.py [--device cpu|cuda] [--model resnet20] [--samples 512] [--batch-size 128]
                                [--method auto|func|compiled|double_backward|retained] [--top 5] [--tol 1e-4]
+                               [--block auto|B] [--also-blocks 1,8] [--also-tol 1e-3]
                                [--hvp-methods func,compiled,...] [--no-pyhessian] [--no-reference]
 
 The issue's GPU setting: ``--device cuda --model torchvision.resnet18 --samples 2048 --batch-size 2048``.
 
 Measures, on a randomly initialised model in eval mode and random CIFAR-shaped samples (seeded):
-- one gradient and one Hessian-vector product by each method (after a warm-up);
-- PruneScope's top-k (Lanczos, residual tolerance ``--tol``), trace (Hutchinson) and SLQ density;
+- one gradient and one Hessian-vector product by each method (after a warm-up), and one pass of ``B``
+  products at once (``HessianOperator.matmat``) for each block size ``B`` timed below;
+- PruneScope's top-k (block Lanczos with ``--block`` products per step, ``auto``: the device's default;
+  each of ``--also-blocks`` as well; error tolerance ``--tol``), with where its seconds outside the
+  products went, trace (Hutchinson) and SLQ density;
 - a converged reference, ARPACK ``scipy.sparse.linalg.eigsh(which="LA")`` on the same HVP;
 - PyHessian (the PyPI release, when importable) on the same model and data as one batch (or, with
   ``--pyhessian-batch B``, through a DataLoader of batches of B, its mode for more data than one batch):
   ``eigenvalues(top_n=k)`` with its defaults (``maxIter=100, tol=1e-3``), ``trace(maxIter=probes)`` (its
   default tolerance may stop it sooner) and ``density(iter, n_v)`` as PruneScope's (with a shim for the
   removed ``torch.eig``), its products counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
+Both get the model and the data already on the device, so neither's time includes copying them there.
 Errors are the largest relative deviation from the reference over the top-k (each list sorted descending).
 PruneScope's top-k runs once untimed first (PyHessian, run last, finds the process as warm). The line before
 the last, ``hessian_speedup_vs_pyhessian_top5_equal_accuracy``, takes the fastest of the ``--tol`` and
@@ -38,7 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from workers.architectures import build
 from workers.hessian.analysis import hessian_spectrum
 from workers.hessian.density import slq
-from workers.hessian.hvp import default_method, hessian_operator
+from workers.hessian.hvp import default_block, default_method, hessian_operator
 from workers.hessian.trace import hutchinson
 
 DEFAULT_METHODS = {
@@ -150,6 +155,39 @@ def run_pyhessian(model, x, y, args, device) -> dict | None:
     return out
 
 
+def _breakdown(model, x, y, args, block: int, device: torch.device) -> str:
+    """The top-k run's phases timed one by one (each ended by a device synchronisation)."""
+    from workers.hessian.block_lanczos import block_lanczos
+    from workers.hessian.lanczos import lanczos
+
+    parts = []
+
+    def lap(name: str, fn):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        parts.append(f"{name} {1e3 * (time.perf_counter() - start):.0f} ms")
+        return out
+
+    op = lap(
+        "operator",
+        lambda: hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method),
+    )
+    mask = lap("mask", op.unpruned)
+    lap("mask test", lambda: bool(mask.all()))
+    lap("classes", op.num_outputs)
+    gen = torch.Generator().manual_seed(args.seed)
+    kw = dict(k=args.top, max_iter=100, tol=args.tol, generator=gen, device=device)
+    if block > 1:
+        top = lap("block Lanczos", lambda: block_lanczos(op.matmat, op.n, block=block, **kw))
+    else:
+        top = lap("Lanczos", lambda: lanczos(op.matvec, op.n, **kw))
+    parts.append(f"(of which {op.count} HVPs {1e3 * op.seconds:.0f} ms)")
+    lap("eigenvector to host", lambda: op.expand(top.top_vector).float().cpu().numpy())
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -170,6 +208,8 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--ref-tol", type=float, default=1e-6)
     parser.add_argument("--also-tol", default="", help="comma-separated looser tolerances to time as well")
+    parser.add_argument("--block", default="auto", help="products per Lanczos step (auto: the device's)")
+    parser.add_argument("--also-blocks", default="", help="comma-separated block sizes to time as well")
     parser.add_argument("--trace-probes", type=int, default=30)
     parser.add_argument("--density-vectors", type=int, default=1)
     parser.add_argument("--density-iters", type=int, default=20)
@@ -186,12 +226,16 @@ def main() -> None:
     device = torch.device(args.device)
     if args.method == "auto":
         args.method = default_method(device)
+    block = default_block(device, args.method) if args.block == "auto" else int(args.block)
+    blocks = [block] + [int(b) for b in args.also_blocks.split(",") if b and int(b) != block]
 
     torch.manual_seed(args.seed)
     model = build(args.model, num_classes=args.num_classes, input_shape=(3, 32, 32)).eval()
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.samples, 3, 32, 32, generator=gen)  # (N, 3, 32, 32)
     y = torch.randint(0, args.num_classes, (args.samples,), generator=gen)  # (N,)
+    # both tools get the model and the data already on the device: neither's timing includes moving them
+    model, x, y = model.to(device), x.to(device), y.to(device)
     print(
         f"{args.model} on {args.samples} samples, device {device}, batch {args.batch_size}, "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}",
@@ -216,6 +260,19 @@ def main() -> None:
         t = _timed(lambda op=op, v=v: op.matvec(v), device)
         note = f"first product {first:.1f} s (compilation)" if method == "compiled" else ""
         rows.append((f"one HVP ({method})", f"{t * 1e3:.0f} ms = {t / t_grad:.2f}x gradient", note))
+        for b in sorted(b for b in blocks if b > 1):
+            vs = torch.randn(b, op.n, generator=gen).to(device)
+            tb = _timed(lambda op=op, vs=vs: op.matmat(vs), device)
+            failed = (
+                " (not batched: the model's operators have no batching rule)" if op._batched_failed else ""
+            )
+            rows.append(
+                (
+                    f"{b} HVPs in one pass ({method})",
+                    f"{tb * 1e3:.0f} ms = {tb / b * 1e3:.1f} ms each = {tb / t:.2f}x one HVP{failed}",
+                    "",
+                )
+            )
         del op
     print("\n".join(f"{a}: {b} {c}" for a, b, c in rows), flush=True)
 
@@ -226,27 +283,35 @@ def main() -> None:
         seed=args.seed,
         hvp_method=args.method,
     )
-    # an untimed run first: PyHessian, run last, likewise finds the allocator and libraries warmed up
-    hessian_spectrum(
-        model, x, y, top_k=args.top, n_negative=0, tol=0.1, trace_probes=0, density_vectors=0, **common
-    )
-    res = hessian_spectrum(
-        model, x, y, top_k=args.top, n_negative=0, tol=args.tol, trace_probes=0, density_vectors=0, **common
-    )
+
+    def top_k(tol: float, b: int):
+        return hessian_spectrum(
+            model, x, y, top_k=args.top, n_negative=0, tol=tol, trace_probes=0, density_vectors=0,
+            lanczos_block=b, **common,
+        )  # fmt: skip
+
+    tols = [args.tol] + [float(t) for t in args.also_tol.split(",") if t]
+    for b in blocks:  # untimed runs first, at the tightest tolerance (the most memory): PyHessian, run
+        top_k(min(tols), b)  # last, likewise finds the process and its allocator warmed up
+    res = top_k(args.tol, block)
     print(
-        f"PruneScope top-{args.top}: {res.seconds:.2f} s, {res.hvp_count} HVPs in {res.hvp_seconds:.2f} s",
+        f"PruneScope top-{args.top} (block {block}): {res.seconds:.2f} s, {res.hvp_count} HVPs in "
+        f"{res.hvp_seconds:.2f} s",
         flush=True,
     )
-    loose = []  # the same at looser tolerances: accuracy traded for products, errors in the table
-    for tol in [float(t) for t in args.also_tol.split(",") if t]:
-        extra = hessian_spectrum(
-            model, x, y, top_k=args.top, n_negative=0, tol=tol, trace_probes=0, density_vectors=0, **common
-        )
-        loose.append((tol, extra))
-        print(
-            f"PruneScope top-{args.top} at tol {tol:g}: {extra.seconds:.2f} s, {extra.hvp_count} HVPs",
-            flush=True,
-        )
+    print("  where its seconds went:", _breakdown(model, x, y, args, block, device), flush=True)
+    loose = []  # the same at other tolerances and block sizes: errors in the table
+    for tol in tols:
+        for b in blocks:
+            if (tol, b) == (args.tol, block):
+                continue
+            extra = top_k(tol, b)
+            loose.append((tol, b, extra))
+            print(
+                f"PruneScope top-{args.top} at tol {tol:g}, block {b}: {extra.seconds:.2f} s, "
+                f"{extra.hvp_count} HVPs",
+                flush=True,
+            )
 
     op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
     start = time.perf_counter()
@@ -278,7 +343,11 @@ def main() -> None:
 
     table = [
         ("", "PruneScope", "PyHessian"),
-        (f"top-{args.top} seconds", f"{res.seconds:.2f}", f"{ph['top'][1]:.2f}" if ph else "n/a"),
+        (
+            f"top-{args.top} seconds (block {block}, tol {args.tol:g})",
+            f"{res.seconds:.2f}",
+            f"{ph['top'][1]:.2f}" if ph else "n/a",
+        ),
         (f"top-{args.top} HVPs", str(res.hvp_count), str(ph["top"][2]) if ph else "n/a"),
         (f"top-{args.top} eigenvalues", _fmt(res.top_eigenvalues), _fmt(ph["top"][0]) if ph else "n/a"),
         (f"top-{args.top} max rel. error", err(res.top_eigenvalues), err(ph["top"][0]) if ph else "n/a"),
@@ -296,10 +365,10 @@ def main() -> None:
             f"{ph['density'][0]:.1f} ({ph['density'][1]} HVPs)" if ph else "n/a",
         ),
     ]
-    for tol, extra in loose:
+    for tol, b, extra in loose:
         table.append(
             (
-                f"top-{args.top} at tol {tol:g}: seconds, HVPs, error",
+                f"top-{args.top} at tol {tol:g}, block {b}: seconds, HVPs, error",
                 f"{extra.seconds:.2f}, {extra.hvp_count}, {err(extra.top_eigenvalues)}",
                 f"speedup {ph['top'][1] / extra.seconds:.2f}" if ph else "",
             )
@@ -313,14 +382,14 @@ def main() -> None:
     if ph and ref:
         # the fastest run at least as accurate as PyHessian's (the issue compares at equal accuracy)
         ph_err = _rel_error(ph["top"][0], ref[0])
-        runs = [(args.tol, res)] + loose
-        fair = [(r.seconds, tol, _rel_error(r.top_eigenvalues, ref[0])) for tol, r in runs]
-        fair = [f for f in fair if f[2] <= ph_err]
+        runs = [(args.tol, block, res)] + loose
+        fair = [(r.seconds, tol, b, _rel_error(r.top_eigenvalues, ref[0])) for tol, b, r in runs]
+        fair = [f for f in fair if f[3] <= ph_err]
         if fair:
-            seconds, tol, error = min(fair)
+            seconds, tol, b, error = min(fair)
             print(
                 f"hessian_speedup_vs_pyhessian_top5_equal_accuracy: {ph['top'][1] / seconds:.2f} "
-                f"(tol {tol:g}: error {error:.1e} against PyHessian's {ph_err:.1e})"
+                f"(tol {tol:g}, block {b}: error {error:.1e} against PyHessian's {ph_err:.1e})"
             )
     speedup = ph["top"][1] / res.seconds if ph else float("nan")
     print(f"hessian_speedup_vs_pyhessian_top5: {speedup:.2f}")

@@ -14,7 +14,7 @@ from tests.hessian.conftest import Case, dense_hessian, tiny_mlp
 from workers import registry
 from workers.analyses.hessian_task import HessianParams
 from workers.hessian.analysis import hessian_spectrum
-from workers.hessian.hvp import pruning_mask
+from workers.hessian.hvp import default_block, pruning_mask
 
 CPU = torch.device("cpu")
 SUMMARY_KEYS = {
@@ -110,7 +110,7 @@ def test_pruned_model_spectrum_is_that_of_the_unpruned_submatrix():
     np.testing.assert_allclose(res.negative_eigenvalues, expected[:3].numpy(), rtol=1e-6, atol=1e-9)
     assert abs(res.trace - float(sub.trace())) < 4 * res.trace_stderr
     # the top eigenvector comes back over all parameters, zero where pruned
-    u = torch.from_numpy(res.top_eigenvector).double()
+    u = res.top_eigenvector.double()
     assert u.shape == mask.shape and bool((u[~mask] == 0).all())
     assert float(torch.linalg.vector_norm(sub @ u[mask] - res.top_eigenvalues[0] * u[mask])) < 1e-5
     # and forcing "all" takes every coordinate
@@ -223,3 +223,43 @@ def test_params_defaults_follow_the_design():
     p = HessianParams()
     assert (p.max_samples, p.top_k, p.n_negative, p.subspace, p.per_layer) == (2048, None, 3, "auto", False)
     assert registry.get("hessian").describe()["defaults"]["trace_method"] == "hutchinson"
+
+
+def test_block_lanczos_results_match_the_dense_hessian(mlp_case: Case):
+    res = hessian_spectrum(
+        mlp_case.model,
+        mlp_case.x,
+        mlp_case.y,
+        device=CPU,
+        lanczos_block=3,
+        trace_probes=0,
+        density_vectors=0,
+        **EXACT,
+    )
+    k = res.num_classes + 5
+    np.testing.assert_allclose(
+        res.top_eigenvalues, mlp_case.eigenvalues.flip(0)[:k].numpy(), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        res.negative_eigenvalues, mlp_case.eigenvalues[:3].numpy(), rtol=1e-6, atol=1e-9
+    )
+    assert res.converged and res.lanczos_block == 3 and res.lanczos_iterations % 3 == 0
+    arrays = res.arrays()
+    j = res.lanczos_iterations
+    assert arrays["lanczos_projection"].shape == (j, j) and arrays["lanczos_alpha"].size == 0
+    assert isinstance(arrays["top_eigenvector"], np.ndarray)
+    json.dumps(res.summary())  # the arrays stay out of the summary
+
+
+def test_default_block_is_one_on_the_cpu_and_measured_per_method_elsewhere():
+    assert default_block(CPU, "double_backward") == default_block(CPU, "compiled") == 1
+    cuda = torch.device("cuda")
+    assert (
+        default_block(cuda, "compiled"),
+        default_block(cuda, "func"),
+        default_block(cuda, "retained"),
+    ) == (2, 4, 2)
+    assert HessianParams().lanczos_block is None
+    for bad in (0, 17):
+        with pytest.raises(ValidationError):
+            HessianParams(lanczos_block=bad)

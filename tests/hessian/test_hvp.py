@@ -94,3 +94,42 @@ def test_compiled_hvp_equals_dense_hessian_times_vector(mlp_case: Case):
         v = torch.randn(op.n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         torch.testing.assert_close(op.matvec(v), mlp_case.hessian @ v, rtol=0, atol=1e-10)
     assert op.count == 2
+
+
+@pytest.mark.parametrize("method", ["func", "double_backward", "retained"])
+def test_matmat_equals_dense_hessian_times_each_vector(case: Case, method):
+    # batches of 5 do not divide N; three vectors in one pass, restricted to a random mask
+    mask = torch.rand(case.hessian.shape[0], generator=torch.Generator().manual_seed(3)) > 0.3
+    op = hessian_operator(
+        case.model, case.x, case.y, batch_size=5, device=CPU, dtype=torch.float64, method=method, mask=mask
+    )
+    vs = torch.randn(3, op.n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = op.matmat(vs)
+    torch.testing.assert_close(out, vs @ case.hessian[mask][:, mask], rtol=0, atol=1e-10)
+    assert op.count == 3 and not op._batched_failed
+
+
+def test_matmat_rejects_vectors_of_the_wrong_size(mlp_case: Case):
+    op = hessian_operator(mlp_case.model, mlp_case.x, mlp_case.y, batch_size=32, device=CPU)
+    for bad in (torch.zeros(op.n), torch.zeros(2, op.n + 1)):
+        with pytest.raises(ValueError, match="operator acts on"):
+            op.matmat(bad)
+
+
+def test_unpruned_and_restricted_match_pruning_mask_and_the_principal_submatrix(mlp_case: Case):
+    model, x, y = tiny_mlp(seed=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(torch.rand(p.shape, generator=torch.Generator().manual_seed(p.numel())) > 0.5)
+    op = hessian_operator(model, x, y, batch_size=32, device=CPU, dtype=torch.float64)
+    mask = op.unpruned()
+    # zeros in weight matrices count as pruned, zeros in biases do not
+    assert torch.equal(mask, pruning_mask(model)) and not bool(mask.all())
+    sub = op.restricted(mask)
+    assert sub.n == int(mask.sum()) and sub.count == 0 and op.n == mask.numel()
+    v = torch.randn(sub.n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    torch.testing.assert_close(
+        sub.matvec(v), dense_hessian(model, x, y)[mask][:, mask] @ v, rtol=0, atol=1e-10
+    )
+    with pytest.raises(ValueError, match="every selected coordinate is pruned"):
+        op.restricted(torch.zeros_like(mask))

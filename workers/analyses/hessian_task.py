@@ -6,6 +6,8 @@ Defaults and their sources:
 - ``top_k`` ``None`` = classes + 5, ``n_negative`` 3: DESIGN.md section 6 (the ``C`` outliers of Papyan 2020
   plus enough of the bulk to place its edge; a few negative ones to show non-convexity).
 - ``lanczos_iters`` 100: PyHessian's ``maxIter=100`` (Yao et al. 2020), here a cap on one Krylov space.
+- ``lanczos_block`` ``None``: :func:`workers.hessian.hvp.default_block`, 1 on the CPU and 2 to 4 on a GPU,
+  where the products of one block share a forward and backward pass (block Lanczos).
 - ``trace_probes`` 30: enough for a standard error from the probes' spread; PyHessian stops on a relative
   change of 1e-3 instead (often after a few probes).
 - ``tol`` 1e-4 on the residual relative to the spectral norm: tighter than PyHessian's ``tol=1e-3`` on the
@@ -42,6 +44,9 @@ class HessianParams(BaseModel):
     top_k: int | None = Field(None, ge=1, le=200, description="largest eigenvalues; None: classes + 5")
     n_negative: int = Field(3, ge=0, le=50, description="most negative eigenvalues")
     lanczos_iters: int = Field(100, ge=2, le=2000, description="most Hessian-vector products for Lanczos")
+    lanczos_block: int | None = Field(
+        None, ge=1, le=16, description="products per Lanczos step, in one pass; None: the device's best"
+    )
     tol: float = Field(1e-4, gt=0, le=0.1, description="residual tolerance, relative to the spectral norm")
     trace_probes: int = Field(30, ge=0, le=1000, description="products spent on the trace (0: skip)")
     trace_method: Literal["hutchinson", "hutchpp"] = "hutchinson"
@@ -71,6 +76,7 @@ def _run(inputs: AnalysisInputs) -> AnalysisOutput:
         top_k=p.top_k,
         n_negative=p.n_negative,
         lanczos_iters=p.lanczos_iters,
+        lanczos_block=p.lanczos_block,
         tol=p.tol,
         trace_probes=p.trace_probes,
         trace_method=p.trace_method,

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from workers.hessian.block_lanczos import block_lanczos
 from workers.hessian.density import SpectralDensity, slq
-from workers.hessian.hvp import HessianOperator, HVPMethod, hessian_operator, pruning_mask
+from workers.hessian.hvp import HessianOperator, HVPMethod, default_block, hessian_operator
 from workers.hessian.lanczos import lanczos
 from workers.hessian.outliers import split_outliers
 from workers.hessian.trace import hutchinson, hutchpp
@@ -49,7 +50,8 @@ class HessianResult:
     negative_residuals: list[float]
     negative_errors: list[float]
     converged: bool
-    lanczos_iterations: int
+    lanczos_iterations: int  # products spent on the top and negative eigenvalues
+    lanczos_block: int  # products per Lanczos step, computed in one pass
     trace: float | None
     trace_stderr: float | None
     trace_method: str
@@ -67,26 +69,34 @@ class HessianResult:
     seconds: float
     dtype: str
     per_layer: dict[str, dict[str, Any]] | None
-    # (D,) float32 over all parameters, flattened in named_parameters() order, zeros at pruned coordinates
-    top_eigenvector: np.ndarray = field(repr=False)
+    # (D,) float32 over all parameters, flattened in named_parameters() order, zeros at pruned coordinates;
+    # left on the device it was computed on until arrays() (copying 47 MB to the host is 1.5 products)
+    top_eigenvector: Tensor = field(repr=False)
     lanczos_alpha: np.ndarray = field(repr=False)  # (j,) float64
     lanczos_beta: np.ndarray = field(repr=False)  # (j,) float64
+    lanczos_projection: np.ndarray = field(repr=False)  # (j, j) Q^T H Q of a block run, else (0, 0)
     density_nodes: np.ndarray = field(repr=False)  # (V, m) float64
     density_weights: np.ndarray = field(repr=False)  # (V, m) float64
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable keys (DESIGN.md section 4), without the arrays."""
-        arrays = {"top_eigenvector", "lanczos_alpha", "lanczos_beta", "density_nodes", "density_weights"}
-        return {k: _finite(v) for k, v in self.__dict__.items() if k not in arrays}
+        return {k: _finite(v) for k, v in self.__dict__.items() if k not in ARRAYS}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "top_eigenvector": self.top_eigenvector,
-            "lanczos_alpha": self.lanczos_alpha,
-            "lanczos_beta": self.lanczos_beta,
-            "density_nodes": self.density_nodes,
-            "density_weights": self.density_weights,
-        }
+        """The arrays, on the host (the eigenvector is copied from the device here)."""
+        out = {k: getattr(self, k) for k in ARRAYS}
+        out["top_eigenvector"] = self.top_eigenvector.cpu().numpy()
+        return out
+
+
+ARRAYS = (
+    "top_eigenvector",
+    "lanczos_alpha",
+    "lanczos_beta",
+    "lanczos_projection",
+    "density_nodes",
+    "density_weights",
+)
 
 
 def _finite(value: Any) -> Any:
@@ -125,6 +135,7 @@ def hessian_spectrum(
     top_k: int | None = None,
     n_negative: int = 3,
     lanczos_iters: int = 100,
+    lanczos_block: int | None = None,
     tol: float = 1e-4,
     trace_probes: int = 30,
     trace_method: Literal["hutchinson", "hutchpp"] = "hutchinson",
@@ -148,6 +159,10 @@ def hessian_spectrum(
         top_k: largest eigenvalues wanted; ``None`` means ``C + 5`` so the ``C`` class outliers of Papyan
             2020 and the bulk edge show (DESIGN.md section 6).
         n_negative: most negative eigenvalues wanted (0 for none).
+        lanczos_iters: most products for them.
+        lanczos_block: products per Lanczos step, computed together in one pass over the data (block
+            Lanczos, :mod:`workers.hessian.block_lanczos`); ``None``:
+            :func:`workers.hessian.hvp.default_block` for the device and method.
         tol: Lanczos stops when every wanted residual is at most ``tol * max|theta|``.
         trace_probes: products spent on the trace (0 skips it).
         density_vectors, density_iters: SLQ random vectors and Lanczos steps per vector (0 skips it).
@@ -162,18 +177,14 @@ def hessian_spectrum(
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
     n_samples = min(int(x.shape[0]), max_samples)
     x, y = x[:n_samples], y[:n_samples]
-    mask = pruning_mask(model, device=device)
+    op = hessian_operator(model, x, y, batch_size=batch_size, device=device, dtype=dtype, method=hvp_method)
+    mask = op.unpruned()  # from the operator's own copy of the weights, on the device
     restrict = subspace == "unpruned" or (subspace == "auto" and not bool(mask.all()))
-    op = hessian_operator(
-        model,
-        x,
-        y,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        mask=mask if restrict else None,
-        method=hvp_method,
-    )
+    if restrict:
+        op = op.restricted(mask)
+    block = lanczos_block if lanczos_block is not None else default_block(op.device, hvp_method)
+    if block < 1:
+        raise ValueError(f"lanczos_block must be at least 1, got {block}")
     num_classes = op.num_outputs()
     k = top_k if top_k is not None else num_classes + 5
     groups = parameter_groups(model) if per_layer else {}
@@ -193,16 +204,12 @@ def hessian_spectrum(
     op.on_product = report
     kw: dict[str, Any] = {"dtype": dtype, "device": op.device}
 
-    top = lanczos(
-        op.matvec,
-        op.n,
-        k=k,
-        n_smallest=n_negative,
-        max_iter=lanczos_iters,
-        tol=tol,
-        generator=torch.Generator().manual_seed(seed),
-        **kw,
-    )
+    wanted = dict(k=k, n_smallest=n_negative, max_iter=lanczos_iters, tol=tol, **kw)
+    gen = torch.Generator().manual_seed(seed)
+    if block > 1:
+        top = block_lanczos(op.matmat, op.n, block=block, generator=gen, **wanted)
+    else:
+        top = lanczos(op.matvec, op.n, generator=gen, **wanted)
     outliers, edge = split_outliers(_floats(top.top))
 
     trace, stderr = _trace(op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), kw)
@@ -240,6 +247,7 @@ def hessian_spectrum(
         negative_errors=_floats(top.bottom_errors),
         converged=top.converged,
         lanczos_iterations=top.iterations,
+        lanczos_block=block,
         trace=trace,
         trace_stderr=stderr,
         trace_method=trace_method,
@@ -257,9 +265,10 @@ def hessian_spectrum(
         seconds=time.perf_counter() - started,
         dtype=str(dtype).removeprefix("torch."),
         per_layer=layers,
-        top_eigenvector=vector.detach().float().cpu().numpy(),
+        top_eigenvector=vector.detach().float(),
         lanczos_alpha=top.alpha.numpy(),
         lanczos_beta=top.beta.numpy(),
+        lanczos_projection=top.projection.numpy() if top.projection is not None else np.zeros((0, 0)),
         density_nodes=dens.nodes.numpy() if dens else np.zeros((0, 0)),
         density_weights=dens.weights.numpy() if dens else np.zeros((0, 0)),
     )

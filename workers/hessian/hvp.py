@@ -27,16 +27,17 @@ pruned subspace.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad, jvp, vmap
 
 from workers.analyses.evaluate import eval_mode
 from workers.compile import compile_or_eager
@@ -47,7 +48,16 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
     import torch._decomp.decompositions_for_jvp  # noqa: F401
 
-__all__ = ["HVPMethod", "HessianOperator", "default_method", "hessian_operator", "pruning_mask"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HVPMethod",
+    "HessianOperator",
+    "default_block",
+    "default_method",
+    "hessian_operator",
+    "pruning_mask",
+]
 
 HVPMethod = Literal["func", "compiled", "double_backward", "retained"]
 
@@ -58,6 +68,24 @@ def default_method(device: torch.device) -> HVPMethod:
     (``bench/hessian.py``); ``"retained"`` was faster still but holds every batch's graph, so it is opt-in.
     """
     return "func" if torch.device(device).type == "cuda" else "double_backward"
+
+
+def default_block(device: torch.device, method: HVPMethod = "func") -> int:
+    """Products per Lanczos step (:mod:`workers.hessian.block_lanczos`), computed in one pass, for
+    ``method`` on ``device``: the block size that took the least time in ``bench/hessian.py``.
+
+    On an H100 (torchvision ResNet-18, 2,048 CIFAR-shaped samples), one pass of ``b`` products cost, in
+    single products: compiled 1.6x for 2, 2.5x for 4, 4.4x for 8; eager ``func`` 1.16x for 2, 1.3x for 4,
+    1.9x for 8. A block needs more products for the same top-5 (19 single, 22 in blocks of 2, 32 in
+    blocks of 4, 48 in blocks of 8), so blocks of 2 were fastest compiled and blocks of 4 eager. Double
+    backward is unmeasured there and gets 2. On the CPU a block is no cheaper per product: 1.
+    """
+    if torch.device(device).type == "cpu":
+        return 1
+    return BLOCK_ON_ACCELERATOR.get(method, 2)
+
+
+BLOCK_ON_ACCELERATOR: dict[str, int] = {"compiled": 2, "func": 4}
 
 
 @dataclass
@@ -75,14 +103,17 @@ class HessianOperator:
     theta: Tensor = field(repr=False)  # (D,)
     index: Tensor | None = field(repr=False)  # (n,) int64 or None
     _batch_hvp: Callable[[Tensor, int], Tensor] = field(repr=False)  # (vector, batch index) -> H_b v
+    _batch_hvps: Callable[[Tensor, int], Tensor] = field(repr=False)  # ((b, D), batch index) -> (b, D)
     _batch_grad: Callable[[Tensor, Tensor], Tensor] = field(repr=False)
     _logits: Callable[[Tensor, Tensor], Tensor] = field(repr=False)  # (theta, x) -> logits
     _batches: list[tuple[Tensor, Tensor]] = field(repr=False)
     _model: nn.Module = field(repr=False)
+    _is_weight: Tensor = field(repr=False)  # (D,) bool: the coordinate belongs to a weight of 2+ dims
     n_samples: int = 0
     count: int = 0  # Hessian-vector products computed so far
     seconds: float = 0.0  # time spent in them
     on_product: Callable[[int], None] | None = field(default=None, repr=False)
+    _batched_failed: bool = field(default=False, repr=False)
 
     def matvec(self, v: Tensor) -> Tensor:
         """``H v`` for ``v`` of shape ``(n,)``."""
@@ -90,18 +121,52 @@ class HessianOperator:
             raise ValueError(f"vector has shape {tuple(v.shape)}, the operator acts on ({self.n},)")
         start = time.perf_counter()
         full = self.expand(v.to(device=self.device, dtype=self.dtype))  # (D,)
-        out = torch.zeros_like(self.theta)  # (D,)
         with eval_mode(self._model):
-            for i in range(len(self._batches)):
+            out = self._batch_hvp(full, 0)  # (D,)
+            for i in range(1, len(self._batches)):
                 out += self._batch_hvp(full, i)
         out /= self.n_samples
-        self.count += 1
+        self._finish(start, 1)
+        return self._restrict(out)
+
+    def _finish(self, start: float, products: int) -> None:
+        """Count ``products`` and the seconds since ``start``, the device's queue drained first (so the
+        time is the products', not their launch's), and report progress."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.count += products
         self.seconds += time.perf_counter() - start
         if self.on_product is not None:
             self.on_product(self.count)
-        return self._restrict(out)
 
     __call__ = matvec
+
+    def matmat(self, vs: Tensor) -> Tensor:
+        """``H V`` for ``b`` vectors at once, ``(b, n) -> (b, n)``: one pass over the data for all of them.
+
+        The forward-over-reverse methods ``vmap`` the tangent, so the primal forward and backward are
+        shared and only the tangent work grows with ``b``; double backward batches its second backward
+        (``is_grads_batched``). Counted as ``b`` products. Where a model's operators cannot be batched
+        this way, the products are computed one by one instead (logged once).
+        """
+        if vs.ndim != 2 or vs.shape[1] != self.n:
+            raise ValueError(f"vectors have shape {tuple(vs.shape)}, the operator acts on (b, {self.n})")
+        if self._batched_failed or vs.shape[0] == 1:
+            return torch.stack([self.matvec(v) for v in vs])
+        start = time.perf_counter()
+        full = self.expand(vs.to(device=self.device, dtype=self.dtype))  # (b, D)
+        try:
+            with eval_mode(self._model):
+                out = self._batch_hvps(full, 0)
+                for i in range(1, len(self._batches)):
+                    out += self._batch_hvps(full, i)
+        except Exception as exc:  # noqa: BLE001 - an operator without a batching rule: the same maths, looped
+            logger.warning("batched Hessian-vector products failed (%r); computing them one by one", exc)
+            self._batched_failed = True
+            return torch.stack([self.matvec(v) for v in vs])
+        out /= self.n_samples
+        self._finish(start, vs.shape[0])
+        return out if self.index is None else out[:, self.index]
 
     def gradient(self) -> Tensor:
         """Gradient of the mean loss on the operator's coordinates, ``(n,)`` (not counted as a product)."""
@@ -116,12 +181,30 @@ class HessianOperator:
         with eval_mode(self._model), torch.no_grad():
             return int(self._logits(self.theta, self._batches[0][0][:1]).shape[-1])
 
+    def unpruned(self) -> Tensor:
+        """:func:`pruning_mask` of the operator's own copy of the weights, ``(D,)`` bool on its device."""
+        return (self.theta != 0) | ~self._is_weight
+
+    def restricted(self, mask: Tensor) -> HessianOperator:
+        """The same Hessian on the coordinates where ``mask`` ``(D,)`` is ``True``: ``P H P^T``."""
+        if mask.shape != self.theta.shape or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be bool of shape {tuple(self.theta.shape)}, got {mask.dtype} {tuple(mask.shape)}"
+            )
+        if bool(mask.all()):
+            return replace(self, index=None, n=self.theta.numel(), count=0, seconds=0.0)
+        index = torch.nonzero(mask.to(self.device)).squeeze(1)  # (n,)
+        if index.numel() == 0:
+            raise ValueError("every selected coordinate is pruned: the restricted Hessian is empty")
+        return replace(self, index=index, n=int(index.numel()), count=0, seconds=0.0)
+
     def expand(self, v: Tensor) -> Tensor:
-        """``(n,)`` operator coordinates to the flat selected parameters ``(D,)``, zeros at pruned ones."""
+        """``(..., n)`` operator coordinates to the flat selected parameters ``(..., D)``, zeros at pruned
+        ones."""
         if self.index is None:
             return v
-        full = torch.zeros_like(self.theta)
-        full[self.index] = v
+        full = v.new_zeros((*v.shape[:-1], self.theta.numel()))
+        full[..., self.index] = v
         return full
 
     def _restrict(self, w: Tensor) -> Tensor:
@@ -197,19 +280,6 @@ def hessian_operator(
     numels = [all_params[k].numel() for k in chosen]
     theta = torch.cat([cast(all_params[k]).reshape(-1) for k in chosen])  # (D,)
 
-    index = None
-    n = theta.numel()
-    if mask is not None:
-        if mask.shape != theta.shape or mask.dtype != torch.bool:
-            raise ValueError(
-                f"mask must be bool of shape {tuple(theta.shape)}, got {mask.dtype} {tuple(mask.shape)}"
-            )
-        if not bool(mask.all()):
-            index = torch.nonzero(mask.to(device)).squeeze(1)  # (n,)
-            n = int(index.numel())
-            if n == 0:
-                raise ValueError("every selected coordinate is pruned: the restricted Hessian is empty")
-
     def logits_fn(flat: Tensor, xb: Tensor) -> Tensor:
         tensors = {k: t.view(s) for k, t, s in zip(chosen, flat.split(numels), shapes, strict=True)}
         return functional_call(model, {**fixed, **tensors}, (xb,))  # (B, C)
@@ -231,48 +301,82 @@ def hessian_operator(
         (xs[i : i + batch_size], ys[i : i + batch_size]) for i in range(0, int(x.shape[0]), batch_size)
     ]
 
+    def fwd_over_rev(t: Tensor, v: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
+        return jvp(lambda s: grad_fn(s, xb, yb), (t,), (v,))[1]  # (D,)
+
+    def fwd_over_rev_many(t: Tensor, vs: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
+        return vmap(lambda v: fwd_over_rev(t, v, xb, yb))(vs)  # (b, D)
+
     if method == "func":
 
         def batch_hvp(v: Tensor, i: int) -> Tensor:
-            xb, yb = batches[i]
-            return jvp(lambda t: grad_fn(t, xb, yb), (theta,), (v,))[1]  # (D,)
+            return fwd_over_rev(theta, v, *batches[i])
+
+        def batch_hvps(vs: Tensor, i: int) -> Tensor:
+            return fwd_over_rev_many(theta, vs, *batches[i])
 
     elif method == "compiled":
-        compiled = compile_or_eager(lambda t, v, xb, yb: jvp(lambda s: grad_fn(s, xb, yb), (t,), (v,))[1])
+        compiled = compile_or_eager(fwd_over_rev)
+        compiled_many = compile_or_eager(fwd_over_rev_many)  # one graph per batch shape and block size
 
         def batch_hvp(v: Tensor, i: int) -> Tensor:
-            return compiled(theta, v, *batches[i])  # (D,)
+            return compiled(theta, v, *batches[i])
+
+        def batch_hvps(vs: Tensor, i: int) -> Tensor:
+            return compiled_many(theta, vs, *batches[i])
 
     elif method == "double_backward":
 
         def batch_hvp(v: Tensor, i: int) -> Tensor:
+            return batch_hvps(v[None], i)[0]
+
+        def batch_hvps(vs: Tensor, i: int) -> Tensor:
             with torch.enable_grad():
                 t = theta.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(loss_fn(t, *batches[i]), t, create_graph=True)
-                (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
-            return hv  # (D,)
+                if vs.shape[0] == 1:
+                    (hv,) = torch.autograd.grad(g, t, grad_outputs=vs[0])
+                    return hv[None]
+                (hv,) = torch.autograd.grad(g, t, grad_outputs=vs, is_grads_batched=True)
+            return hv  # (b, D)
 
     else:
         leaf = theta.detach().requires_grad_(True)
         graphs: dict[int, Tensor] = {}
 
         def batch_hvp(v: Tensor, i: int) -> Tensor:
+            return batch_hvps(v[None], i)[0]
+
+        def batch_hvps(vs: Tensor, i: int) -> Tensor:
             with torch.enable_grad():
                 if i not in graphs:
                     (graphs[i],) = torch.autograd.grad(loss_fn(leaf, *batches[i]), leaf, create_graph=True)
-                (hv,) = torch.autograd.grad(graphs[i], leaf, grad_outputs=v, retain_graph=True)
-            return hv  # (D,)
+                if vs.shape[0] == 1:
+                    (hv,) = torch.autograd.grad(graphs[i], leaf, grad_outputs=vs[0], retain_graph=True)
+                    return hv[None]
+                (hv,) = torch.autograd.grad(
+                    graphs[i], leaf, grad_outputs=vs, retain_graph=True, is_grads_batched=True
+                )
+            return hv  # (b, D)
 
-    return HessianOperator(
-        n=n,
+    is_weight = torch.repeat_interleave(
+        torch.tensor([len(shape) >= 2 for shape in shapes], device=device),
+        torch.tensor(numels, device=device),
+        output_size=theta.numel(),
+    )
+    op = HessianOperator(
+        n=theta.numel(),
         dtype=dtype,
         device=torch.device(device),
         theta=theta,
-        index=index,
+        index=None,
         _batch_hvp=batch_hvp,
+        _batch_hvps=batch_hvps,
         _batch_grad=batch_grad,
         _logits=logits_fn,
         _batches=batches,
         _model=model,
+        _is_weight=is_weight,
         n_samples=int(x.shape[0]),
     )
+    return op if mask is None else op.restricted(mask)

@@ -38,7 +38,15 @@ from torch import Tensor
 
 from workers.hessian.trace import gaussian
 
-__all__ = ["LanczosResult", "error_estimates", "lanczos", "lanczos_tridiagonal", "ritz"]
+__all__ = [
+    "LanczosResult",
+    "check_arguments",
+    "error_estimates",
+    "lanczos",
+    "lanczos_tridiagonal",
+    "passes",
+    "ritz",
+]
 
 MatVec = Callable[[Tensor], Tensor]
 INITIAL_ROWS = 32  # Lanczos basis rows allocated up front
@@ -59,6 +67,7 @@ class LanczosResult:
     beta: Tensor  # (j,) off-diagonal of T_j, then the last residual norm beta_j
     iterations: int  # products with H
     converged: bool
+    projection: Tensor | None = None  # (j, j) Q^T H Q of a block run (workers.hessian.block_lanczos)
 
 
 def ritz(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,6 +95,26 @@ def error_estimates(theta: Tensor, residuals: Tensor) -> Tensor:
     gap = dist.min(dim=1).values  # (j,)
     squared = torch.where(gap > 0, residuals**2 / gap.clamp_min(torch.finfo(gap.dtype).tiny), residuals)
     return torch.minimum(residuals, squared)
+
+
+def check_arguments(k: int, n_smallest: int, n: int, tol: float, criterion: str) -> None:
+    """Refuse what no Lanczos run can answer, with what was given."""
+    if k < 1 or n_smallest < 0 or n < 1:
+        raise ValueError(
+            f"need k >= 1, n_smallest >= 0 and n >= 1, got k={k}, n_smallest={n_smallest}, n={n}"
+        )
+    if tol <= 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    if criterion not in ("eigenvalue", "residual"):
+        raise ValueError(f"criterion must be 'eigenvalue' or 'residual', got {criterion!r}")
+
+
+def passes(theta: Tensor, res: Tensor, *, k: int, n_smallest: int, tol: float, criterion: str) -> bool:
+    """Whether the ``k`` largest and ``n_smallest`` smallest of the ascending Ritz values ``theta`` ``(j,)``
+    have error estimates (``criterion="eigenvalue"``) or residuals ``res`` at most ``tol * max|theta|``."""
+    est = error_estimates(theta, res) if criterion == "eigenvalue" else res
+    picked = torch.cat([est[:n_smallest], est[max(theta.numel() - k, 0) :]])
+    return bool((picked <= tol * theta.abs().max()).all())
 
 
 def lanczos_tridiagonal(
@@ -172,27 +201,16 @@ def lanczos(
         A :class:`LanczosResult`; ``converged`` says whether the residual test (or an invariant subspace)
         ended the run rather than ``max_iter``.
     """
-    if k < 1 or n_smallest < 0 or n < 1:
-        raise ValueError(
-            f"need k >= 1, n_smallest >= 0 and n >= 1, got k={k}, n_smallest={n_smallest}, n={n}"
-        )
-    if tol <= 0:
-        raise ValueError(f"tol must be positive, got {tol}")
-    if criterion not in ("eigenvalue", "residual"):
-        raise ValueError(f"criterion must be 'eigenvalue' or 'residual', got {criterion!r}")
+    check_arguments(k, n_smallest, n, tol, criterion)
     start = gaussian(n, generator, dtype=dtype, device=device)  # (n,)
     wanted = k + n_smallest
 
     def converged(alpha: Tensor, beta: Tensor) -> bool:
-        j = alpha.numel()
-        if j < min(wanted, n):
+        if alpha.numel() < min(wanted, n):
             return False
         theta, s = ritz(alpha, beta)
         res = beta[-1] * s[-1].abs()  # (j,) residual norms, ascending order of theta
-        if criterion == "eigenvalue":
-            res = error_estimates(theta, res)
-        picked = torch.cat([res[:n_smallest], res[max(j - k, 0) :]])
-        return bool((picked <= tol * theta.abs().max()).all())
+        return passes(theta, res, k=k, n_smallest=n_smallest, tol=tol, criterion=criterion)
 
     def stop(alpha: Tensor, beta: Tensor) -> bool:
         j = alpha.numel()
