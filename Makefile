@@ -8,10 +8,13 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
+# The dashboard's plotly.js build (dashboard/plotly_bundle.py), made with npm when it is installed.
+PLOTLYJS := dashboard/plotlyjs
+PLOTLYJS_SOURCES := $(addprefix $(PLOTLYJS)/,package.json package-lock.json build.mjs src/index.js src/gl3d.js)
 
-.PHONY: install install-test run demo test lint clean
+.PHONY: install install-test plotlyjs run demo test lint clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed plotlyjs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +27,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test plotlyjs
+
+# Without npm, or when the build fails (e.g. offline), the dashboard serves plotly.py's full plotly.min.js.
+plotlyjs:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) -s --no-print-directory $(PLOTLYJS)/dist/manifest.json \
+		|| echo "plotly.js build failed: the dashboard serves the full plotly.js bundle"; \
+	elif [ ! -f $(PLOTLYJS)/dist/manifest.json ]; then \
+		echo "npm not found: skipping the plotly.js build; the dashboard serves the full plotly.js bundle"; \
+	fi
+
+$(PLOTLYJS)/dist/manifest.json: $(PLOTLYJS_SOURCES)
+	@echo "building the dashboard's plotly.js ($(PLOTLYJS))"
+	cd $(PLOTLYJS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && node build.mjs
 
 run: install
 	$(BIN)/prunescope db upgrade
@@ -42,4 +58,4 @@ lint: install-test
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .prunescope
+	rm -rf $(VENV) .prunescope $(PLOTLYJS)/node_modules $(PLOTLYJS)/dist

@@ -2,6 +2,7 @@
 
 Usage: nice -n 10 .venv/bin/python -m bench.compare_page [--checkpoints 20] [--repeats 3] [--data-dir DIR]
            [--tabs evaluate hessian landscape robustness overview] [--profile] [--returning]
+           [--plotlyjs own|full]
 
 Seeds a data dir (a temp dir, or ``--data-dir``, reused when already seeded) through the real API and worker
 (:mod:`bench._seed`), then opens ``/compare?ids=..&dataset=..&tab=..`` in Debian's Chromium (Playwright) for
@@ -19,6 +20,10 @@ the page:
 - interact: from a tab-specific interaction (a switch of the tab, or another tab for evaluate and hessian)
   until its callback's output is drawn (the figure replaced, or the other tab ready);
 - longtask: the sum of Long Tasks (PerformanceObserver, buffered) before the load time.
+
+``--plotlyjs full`` serves plotly.py's full plotly.min.js (the server is given a folder without the
+dashboard's plotly.js build), for an A/B against the build (``own``, the default: used when ``make plotlyjs``
+has built it); the warm-up prints which plotly.js files the page fetched.
 
 Also prints where the load time goes: the HTML document, the Dash callbacks' server time (Resource Timing:
 responseStart - requestStart of each ``_dash-update-component``), their largest response, and the time from
@@ -287,6 +292,15 @@ def profile_load(browser, base: str, url: str, tab: str, expected: dict[str, int
     print(f"  Plotly calls: {len(plots)}, {drawn:.0f} ms in all; slowest (ms, call to promise): {figures}")
 
 
+# the plotly.js files a page fetched, and their size
+PLOTLY_JS = r"""
+() => performance.getEntriesByType('resource')
+  .filter(e => /plotly\.min\.js$|\/_prunescope\/plotly\//.test(e.name.split('?')[0]))
+  .map(e => e.name.split('?')[0].split('/').pop() + ' ' + Math.round(e.decodedBodySize / 1024) + ' KB')
+  .join(', ')
+"""
+
+
 def warm_up(browser, urls: dict[str, str]) -> dict[str, int]:
     """One untimed load per tab (server caches, imports); the number of figures each tab settles on."""
     expected: dict[str, int] = {}
@@ -297,8 +311,10 @@ def warm_up(browser, urls: dict[str, str]) -> dict[str, int]:
         page.goto(url, wait_until="networkidle")
         page.wait_for_timeout(2000)
         expected[tab] = page.locator(".js-plotly-plot").count()
+        plotly = page.evaluate(PLOTLY_JS)
         context.close()
-        print(f"warm-up {tab}: {expected[tab]} figures, first load {row['load'] / 1000:.2f} s")
+        first = f"first load {row['load'] / 1000:.2f} s"
+        print(f"warm-up {tab}: {expected[tab]} figures, {first}, plotly.js {plotly}")
     return expected
 
 
@@ -396,11 +412,16 @@ def main() -> None:
         "--returning", action="store_true", help="load in one browser context: a returning visitor's caches"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="keep (and reuse) the seeded data here")
+    parser.add_argument(
+        "--plotlyjs", choices=("own", "full"), default="own", help="the own build or plotly.min.js"
+    )
     args = parser.parse_args()
     env = {"PRUNESCOPE_RATE_LIMIT_PER_MINUTE": "0", "PRUNESCOPE_DEVICE": "cpu"}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or Path(tmp)
         data_dir.mkdir(parents=True, exist_ok=True)
+        if args.plotlyjs == "full":
+            env["PRUNESCOPE_PLOTLYJS_DIR"] = str(Path(tmp) / "no-plotlyjs-build")
         with running_server(data_dir, env=env, workers=1) as (base, _proc):
             t0 = time.perf_counter()
             ids, dataset_id = seeded(data_dir, base, args.checkpoints)

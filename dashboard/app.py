@@ -13,7 +13,7 @@ from pathlib import Path
 import dash
 from dash import Dash, html
 
-from dashboard import context
+from dashboard import context, plotly_bundle
 from dashboard.components.nav import navbar
 from dashboard.report import register_report_route
 from server.config import Settings
@@ -25,6 +25,7 @@ PAGE_MODULES = ("checkpoints", "datasets", "jobs", "compare", "shares")
 
 def create_dash(settings: Settings, limiter: RateLimiter | None = None) -> Dash:
     context.set_settings(settings, limiter)
+    bundle = plotly_bundle.find_bundle(settings.plotlyjs_dir)
     app = Dash(
         "dashboard",
         use_pages=True,
@@ -32,7 +33,9 @@ def create_dash(settings: Settings, limiter: RateLimiter | None = None) -> Dash:
         title="PruneScope",
         suppress_callback_exceptions=True,
         update_title=None,
+        meta_tags=plotly_bundle.meta_tags(bundle),
     )
+    plotly_bundle.register_bundle_route(app, bundle)
     app.layout = html.Div([navbar(), html.Main(dash.page_container, className="ps-main")], className="ps-app")
     for name in PAGE_MODULES:
         importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)

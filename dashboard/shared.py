@@ -21,7 +21,7 @@ import flask
 from dash import Dash, Input, Output, _get_app, _get_paths, _pages, dcc, html
 from dash.development.base_component import Component
 
-from dashboard import context, data
+from dashboard import context, data, plotly_bundle
 from dashboard.components.hessian import PER_LAYER_BUTTON
 from dashboard.components.landscape import register_landscape_callbacks
 from dashboard.components.overview import QUEUE_ROW, register_overview_callbacks
@@ -58,6 +58,7 @@ def create_shared_dash(settings: Settings, limiter: RateLimiter | None = None) -
     # Dash() makes itself the app that get_relative_path, get_asset_url and pages answer for, process-wide:
     # give that back to the owner's app, whose pages and callbacks build links with them
     saved = (_get_app.APP, _get_paths.CONFIG, _pages.CONFIG)
+    bundle = plotly_bundle.find_bundle(settings.plotlyjs_dir)
     app = Dash(
         "dashboard.shared",
         requests_pathname_prefix=PREFIX,
@@ -67,12 +68,14 @@ def create_shared_dash(settings: Settings, limiter: RateLimiter | None = None) -
         suppress_callback_exceptions=True,
         update_title=None,
         assets_folder=str(Path(__file__).resolve().parent / "assets"),
+        meta_tags=plotly_bundle.meta_tags(bundle),
     )
     if saved[0] is not None:
         _get_app.APP, _get_paths.CONFIG, _pages.CONFIG = saved
     app.layout = _layout
     app.server.before_request(_scope_request)
     app.server.after_request(_remember_token)
+    plotly_bundle.register_bundle_route(app, bundle)  # under _prunescope/, which _scope_request lets through
     _register(app)
     return app
 

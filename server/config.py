@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # resumable uploads (tus 1.0 at /api/uploads, server/resumable/): an upload untouched this long is swept
     upload_expiry_seconds: float = Field(24 * 3600.0, gt=0)
     upload_sweep_interval_seconds: float = Field(600.0, gt=0)
+    # the dashboard's plotly.js build (dashboard/plotly_bundle.py); None: dashboard/plotlyjs/dist. A folder
+    # without one: pages load plotly.py's full plotly.min.js
+    plotlyjs_dir: Path | None = None
 
     @field_validator("data_dir")
     @classmethod

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from tests.browser.test_hessian_view import wait_for
 from tests.browser.test_journeys import post_checkpoint, save_checkpoint
+from tests.browser.test_plotly_build import assert_plotly_loaded_once, record_plotly_requests
 from tests.browser.test_robustness_view import SMALL
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -143,6 +144,7 @@ def test_figures_out_of_view_are_drawn_later_and_plotly_loads_once(server, brows
     ids, dataset = pair
     context = browser.new_context(viewport={"width": 1280, "height": 500})
     page = context.new_page()
+    requests = record_plotly_requests(page)
     try:
         page.goto(f"{server}/compare?ids={ids[0]},{ids[1]}&dataset={dataset}&tab=robustness")
         expect(page.locator("#fig-robustness-heatmap .ytick")).to_have_count(2)  # in view: drawn
@@ -155,7 +157,7 @@ def test_figures_out_of_view_are_drawn_later_and_plotly_loads_once(server, brows
         )
         assert len(drawn) >= 8 and all(n > 0 and waiting is None for _id, n, waiting in drawn), drawn
         # plotly.js was started early, once: dcc.Graph waited for that copy rather than adding its own
-        assert page.evaluate("document.querySelectorAll('script[src*=\"plotly.min.js\"]').length") == 1
+        assert_plotly_loaded_once(requests)
         assert page.evaluate("typeof window.Plotly.react") == "function"
         # a figure drawn later still answers its controls: the angle panels follow checkpoint A
         page.locator("#fig-robustness-angle").scroll_into_view_if_needed()
