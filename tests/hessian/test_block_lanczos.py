@@ -115,3 +115,17 @@ def test_rejects_bad_arguments(bad):
     kw = {"k": 2, "block": 2, "tol": 1e-6, **bad}
     with pytest.raises(ValueError):
         block_lanczos(lambda v: v, 10, **kw)
+
+
+def test_past_100_rows_it_tests_every_fifth_step_and_returns_its_last_ritz_values():
+    # a tight cluster at the top of a dense spectrum: well over 100 rows before the top 3 pass
+    expected = torch.tensor([3.0, 2.99, 2.98], dtype=F64)
+    h, n = _known(expected.tolist() + torch.linspace(0, 2.97, 397).tolist(), seed=5)
+    kw = dict(k=3, block=2, tol=1e-13, generator=_gen(), dtype=F64)
+    short = block_lanczos(lambda v: v @ h, n, max_iter=150, **kw)
+    assert not short.converged and short.iterations == 150  # the budget's last step is tested too
+    torch.testing.assert_close(short.top, expected, atol=1e-6, rtol=0)
+    full = block_lanczos(lambda v: v @ h, n, max_iter=400, **kw)
+    step = full.iterations // 2 - 1
+    assert full.converged and full.iterations > 100 and step % 5 == 0
+    torch.testing.assert_close(full.top, expected, atol=1e-12, rtol=0)

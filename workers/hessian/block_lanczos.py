@@ -70,6 +70,14 @@ def _random_rows(count: int, q: Tensor, generator: torch.Generator | None) -> Te
     return _qr_rows(rows)[0]  # (count, n)
 
 
+def _ritz_pairs(t: Tensor, coupling: Tensor, lo: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Ritz values ``(m,)`` ascending, eigenvectors ``(m, m)`` of the projection ``t`` and their residual
+    norms ``||B s^{(j)}||``, with ``B`` the coupling to the next block and ``s^{(j)}`` rows ``lo:`` of each
+    eigenvector (the last block)."""
+    theta, s = torch.linalg.eigh(t)
+    return theta, s, torch.linalg.vector_norm(coupling @ s[lo:], dim=0)
+
+
 def _qr_rows(w: Tensor) -> tuple[Tensor, Tensor]:
     """``w (b, n) = R^T Q`` with orthonormal rows ``Q (b, n)`` and upper triangular ``R (b, b)`` (float64,
     on the CPU), by classical Gram-Schmidt over the rows, twice.
@@ -132,7 +140,6 @@ def block_lanczos(
     basis = torch.empty(min(steps, max(1, math.ceil(INITIAL_ROWS / b))) * b, n, dtype=dtype, device=device)
     basis[:b] = _qr_rows(start)[0]
     t = torch.zeros(steps * b, steps * b, dtype=torch.float64)  # projected matrix, filled block by block
-    theta = s = res = torch.zeros(0, dtype=torch.float64)
     converged = False
     hi = 0
     for j in range(steps):
@@ -147,19 +154,19 @@ def block_lanczos(
         q_r, r = _qr_rows(w)  # (b, n), (b, b)
         u, sigma, vh = torch.linalg.svd(r)
         coupling = torch.diag(sigma) @ vh  # B: W^T = (Q_r U) B
-        theta, s = torch.linalg.eigh(t[:hi, :hi])  # ascending
-        res = torch.linalg.vector_norm(coupling @ s[lo:hi], dim=0)  # (hi,)
-        scale = max(float(theta.abs().max()), eps)
-        invariant = bool((sigma <= 10 * eps * scale).all())
-        if invariant or hi == n:
+        last = j + 1 == steps
+        theta = s = res = None  # past 100 rows, Ritz values (a dense eigh) every fifth step only
+        if hi <= 100 or j % 5 == 0 or last:
+            theta, s, res = _ritz_pairs(t[:hi, :hi], coupling, lo)
+        scale = max(float(t[:hi, :hi].abs().max()), eps)
+        if bool((sigma <= 10 * eps * scale).all()) or hi == n:  # an invariant subspace: exact values
             converged = True
             break
-        if hi >= min(wanted, n) and passes(
-            theta, res, k=k, n_smallest=n_smallest, tol=tol, criterion=criterion
-        ):
-            converged = True
-            break
-        if j + 1 == steps:
+        if theta is not None and hi >= min(wanted, n):
+            if passes(theta, res, k=k, n_smallest=n_smallest, tol=tol, criterion=criterion):
+                converged = True
+                break
+        if last:
             break
         new = u.T.to(device=q_r.device, dtype=q_r.dtype) @ q_r  # (b, n) orthonormal rows
         small = sigma <= 10 * eps * scale
@@ -172,6 +179,8 @@ def block_lanczos(
             grown[:hi] = basis[:hi]
             basis = grown
         basis[hi : hi + b] = new
+    if theta is None:
+        theta, s, res = _ritz_pairs(t[:hi, :hi], coupling, hi - b)
     err = error_estimates(theta, res)
     kk, mm = min(k, hi), min(n_smallest, hi)
     vector = None
