@@ -315,8 +315,14 @@ def main() -> None:
 
     op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
     start = time.perf_counter()
+    blocks_kw = dict(matmat=op.matmat, block=block)  # as the analysis: probes and SLQ runs block at a time
     tr = hutchinson(
-        op.matvec, op.n, probes=args.trace_probes, generator=torch.Generator().manual_seed(1), device=device
+        op.matvec,
+        op.n,
+        probes=args.trace_probes,
+        generator=torch.Generator().manual_seed(1),
+        device=device,
+        **blocks_kw,
     )
     t_trace = time.perf_counter() - start
     start = time.perf_counter()
@@ -327,6 +333,7 @@ def main() -> None:
         iters=args.density_iters,
         generator=torch.Generator().manual_seed(2),
         device=device,
+        **blocks_kw,
     )
     t_density = time.perf_counter() - start
     del op

@@ -263,3 +263,13 @@ def test_default_block_is_one_on_the_cpu_and_measured_per_method_elsewhere():
     for bad in (0, 17):
         with pytest.raises(ValidationError):
             HessianParams(lanczos_block=bad)
+
+
+def test_blocks_change_neither_the_trace_nor_the_density(cnn_case: Case):
+    # the same probes and SLQ starts, multiplied two at a time: the same numbers up to rounding
+    kw = dict(device=CPU, trace_probes=5, density_vectors=3, density_iters=10, n_negative=0, **EXACT)
+    one = hessian_spectrum(cnn_case.model, cnn_case.x, cnn_case.y, lanczos_block=1, **kw)
+    two = hessian_spectrum(cnn_case.model, cnn_case.x, cnn_case.y, lanczos_block=2, **kw)
+    assert two.trace == pytest.approx(one.trace, rel=1e-9)
+    np.testing.assert_allclose(two.density["y"], one.density["y"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(two.top_eigenvalues, one.top_eigenvalues, rtol=1e-6, atol=1e-9)

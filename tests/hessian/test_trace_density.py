@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from tests.hessian.conftest import Case
 from workers.hessian.density import broaden, slq
 from workers.hessian.hvp import hessian_operator
+from workers.hessian.lanczos import lanczos_tridiagonal, lanczos_tridiagonals
 from workers.hessian.outliers import split_outliers
 from workers.hessian.trace import hutchinson, hutchpp, rademacher
 
 CPU = torch.device("cpu")
+F64 = torch.float64
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -103,3 +106,43 @@ def test_broadening_a_single_node_gives_a_unit_gaussian():
 )
 def test_outliers_sit_above_the_largest_relative_gap(top, outliers, edge):
     assert split_outliers(top) == (outliers, edge)
+
+
+def test_hutchinson_in_blocks_equals_one_probe_at_a_time(mlp_case: Case):
+    op = hessian_operator(mlp_case.model, mlp_case.x, mlp_case.y, batch_size=32, device=CPU, dtype=F64)
+    one = hutchinson(op.matvec, op.n, probes=7, generator=torch.Generator().manual_seed(3), dtype=F64)
+    blocks = hutchinson(
+        op.matvec,
+        op.n,
+        probes=7,
+        generator=torch.Generator().manual_seed(3),
+        dtype=F64,
+        matmat=op.matmat,
+        block=3,
+    )
+    # the same probes in passes of 3, 3 and 1
+    np.testing.assert_allclose(blocks.samples, one.samples, rtol=1e-10)
+    assert blocks.products == 7 and op.count == 14
+
+
+def test_slq_in_lockstep_equals_one_run_at_a_time(mlp_case: Case):
+    op = hessian_operator(mlp_case.model, mlp_case.x, mlp_case.y, batch_size=32, device=CPU, dtype=F64)
+    kw = dict(vectors=3, iters=12, dtype=F64)
+    one = slq(op.matvec, op.n, generator=torch.Generator().manual_seed(5), **kw)
+    paired = slq(op.matvec, op.n, generator=torch.Generator().manual_seed(5), matmat=op.matmat, block=2, **kw)
+    torch.testing.assert_close(paired.nodes, one.nodes, rtol=1e-8, atol=1e-10, equal_nan=True)
+    torch.testing.assert_close(paired.weights, one.weights, rtol=1e-8, atol=1e-10)
+    assert paired.products == one.products == 36
+
+
+def test_a_lockstep_run_that_ends_early_keeps_its_place():
+    # the first start is an eigenvector: its run ends after one step (beta = 0), the other goes on
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=torch.Generator().manual_seed(1), dtype=F64))
+    h = q @ torch.diag(torch.linspace(-1, 2, 30, dtype=F64)) @ q.T
+    starts = torch.stack([q[:, 4], torch.randn(30, generator=torch.Generator().manual_seed(2), dtype=F64)])
+    runs = lanczos_tridiagonals(lambda v: v @ h, starts, 10)
+    for (alpha, beta), start in zip(runs, starts, strict=True):
+        expected_alpha, expected_beta, _ = lanczos_tridiagonal(lambda v: h @ v, start, 10)
+        torch.testing.assert_close(alpha, expected_alpha)
+        torch.testing.assert_close(beta, expected_beta)
+    assert (runs[0][0].numel(), runs[1][0].numel()) == (1, 10)

@@ -212,9 +212,12 @@ def hessian_spectrum(
         top = lanczos(op.matvec, op.n, generator=gen, **wanted)
     outliers, edge = split_outliers(_floats(top.top))
 
-    trace, stderr = _trace(op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), kw)
+    kw_blocks = {**kw, "matmat": op.matmat, "block": block}  # probes and SLQ runs, block at a time
+    trace, stderr = _trace(
+        op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), kw_blocks
+    )
     density, dens = _density(
-        op, phase, density_vectors, density_iters, density_sigma, density_grid, seed + 2, kw
+        op, phase, density_vectors, density_iters, density_sigma, density_grid, seed + 2, kw_blocks
     )
 
     layers = None
@@ -283,6 +286,7 @@ def _trace(
         return None, None
     phase["name"] = "trace"
     if method == "hutchpp":
+        kw = {k: v for k, v in kw.items() if k not in ("matmat", "block")}
         est = hutchpp(op.matvec, op.n, products=max(probes, 3), generator=gen, **kw)
     else:
         est = hutchinson(op.matvec, op.n, probes=probes, generator=gen, **kw)

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from workers.hessian.lanczos import lanczos_tridiagonal, ritz
+from workers.hessian.lanczos import lanczos_tridiagonal, lanczos_tridiagonals, ritz
 from workers.hessian.trace import rademacher
 
 __all__ = ["SpectralDensity", "broaden", "slq"]
 
 MatVec = Callable[[Tensor], Tensor]
+MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 
 
 @dataclass
@@ -74,22 +75,38 @@ def slq(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    matmat: MatMat | None = None,
+    block: int = 1,
 ) -> SpectralDensity:
     """SLQ density from ``vectors`` Rademacher starts of ``iters`` Lanczos steps each (``vectors * iters``
-    products at most; a run stops early on an invariant subspace, where its quadrature is exact)."""
+    products at most; a run stops early on an invariant subspace, where its quadrature is exact).
+
+    With ``matmat`` (``(b, n) -> (b, n)``) and ``block > 1``, up to ``block`` of the runs go in lockstep,
+    their products in one pass per step (:func:`workers.hessian.lanczos.lanczos_tridiagonals`); the starts
+    are drawn in the same order, so the density is the same up to rounding.
+    """
     if vectors < 1 or iters < 1 or grid < 2:
         raise ValueError(f"need vectors >= 1, iters >= 1, grid >= 2; got {vectors}, {iters}, {grid}")
     m = min(iters, n)
     nodes = torch.full((vectors, m), math.nan, dtype=torch.float64)  # (V, m)
     weights = torch.zeros((vectors, m), dtype=torch.float64)  # (V, m)
     products = 0
-    for row in range(vectors):
-        v = rademacher(n, generator, dtype=dtype, device=device)  # (n,)
-        alpha, beta, _ = lanczos_tridiagonal(matvec, v, m)
-        theta, s = ritz(alpha, beta)  # (j,), (j, j)
-        j = theta.numel()
-        nodes[row, :j] = theta
-        weights[row, :j] = s[0] ** 2
-        products += j
+    row = 0
+    while row < vectors:
+        b = min(block, vectors - row) if matmat is not None else 1
+        starts = torch.stack(
+            [rademacher(n, generator, dtype=dtype, device=device) for _ in range(b)]
+        )  # (b, n)
+        if b > 1:
+            runs = lanczos_tridiagonals(matmat, starts, m)
+        else:
+            runs = [lanczos_tridiagonal(matvec, starts[0], m)[:2]]
+        for alpha, beta in runs:
+            theta, s = ritz(alpha, beta)  # (j,), (j, j)
+            j = theta.numel()
+            nodes[row, :j] = theta
+            weights[row, :j] = s[0] ** 2
+            products += j
+            row += 1
     x, y, sigma = broaden(nodes, weights, rel_sigma=rel_sigma, grid=grid)
     return SpectralDensity(x, y, nodes, weights, sigma, products)

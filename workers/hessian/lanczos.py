@@ -44,11 +44,13 @@ __all__ = [
     "error_estimates",
     "lanczos",
     "lanczos_tridiagonal",
+    "lanczos_tridiagonals",
     "passes",
     "ritz",
 ]
 
 MatVec = Callable[[Tensor], Tensor]
+MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 INITIAL_ROWS = 32  # Lanczos basis rows allocated up front
 
 
@@ -117,6 +119,60 @@ def passes(theta: Tensor, res: Tensor, *, k: int, n_smallest: int, tol: float, c
     return bool((picked <= tol * theta.abs().max()).all())
 
 
+class _Recurrence:
+    """One Lanczos run from ``start`` ``(n,)``, re-orthogonalising fully, advanced one product at a time."""
+
+    def __init__(self, start: Tensor, steps: int) -> None:
+        self.steps = min(steps, start.numel())
+        # rows q_0..q_{j-1}; grown by doubling, so memory follows the steps taken rather than the budget
+        # (100 steps of a ResNet-18's 11.7M parameters would be 4.7 GB; top-5 stops near 20)
+        self.basis = torch.empty(
+            min(self.steps, INITIAL_ROWS), start.numel(), dtype=start.dtype, device=start.device
+        )
+        self.basis[0] = start / torch.linalg.vector_norm(start)
+        self.alphas: list[float] = []
+        self.betas: list[float] = []
+        self.done = False
+
+    @property
+    def current(self) -> Tensor:
+        """The vector to multiply by ``H`` next (the last one again once the run is done)."""
+        return self.basis[min(len(self.alphas), self.basis.shape[0] - 1)]
+
+    def step(self, w: Tensor, stop: Callable[[Tensor, Tensor], bool] | None = None) -> None:
+        """Take ``w = H q_j``: one more ``alpha``, ``beta`` and (unless the run ends) basis row."""
+        basis, alphas, betas = self.basis, self.alphas, self.betas
+        j = len(alphas)
+        a = float(torch.dot(basis[j], w))
+        w = w - a * basis[j]
+        if j > 0:
+            w = w - betas[-1] * basis[j - 1]
+        q = basis[: j + 1]  # (j+1, n)
+        for _ in range(2):  # "twice is enough"
+            w = w - q.T @ (q @ w)
+        b = float(torch.linalg.vector_norm(w))
+        alphas.append(a)
+        betas.append(b)
+        eps = torch.finfo(w.dtype).eps
+        scale = max(abs(x) for x in alphas) + max(betas)
+        if j + 1 == self.steps or b <= 10 * eps * max(scale, eps):
+            self.done = True
+            return
+        if stop is not None and stop(*self.coefficients()):
+            self.done = True
+            return
+        if j + 1 == basis.shape[0]:
+            grown = torch.empty(
+                min(2 * basis.shape[0], self.steps), basis.shape[1], dtype=basis.dtype, device=basis.device
+            )
+            grown[: j + 1] = basis
+            self.basis = grown
+        self.basis[j + 1] = w / b
+
+    def coefficients(self) -> tuple[Tensor, Tensor]:
+        return torch.tensor(self.alphas, dtype=torch.float64), torch.tensor(self.betas, dtype=torch.float64)
+
+
 def lanczos_tridiagonal(
     matvec: MatVec,
     start: Tensor,
@@ -132,40 +188,23 @@ def lanczos_tridiagonal(
     Returns:
         ``alpha`` ``(j,)`` and ``beta`` ``(j,)`` in float64 on the CPU, and the basis ``Q`` ``(j, n)``.
     """
-    n = start.numel()
-    steps = min(steps, n)
-    # rows q_0..q_{j-1}; grown by doubling, so memory follows the steps taken rather than the budget
-    # (100 steps of a ResNet-18's 11.7M parameters would be 4.7 GB; top-5 stops near 20)
-    basis = torch.empty(min(steps, INITIAL_ROWS), n, dtype=start.dtype, device=start.device)
-    basis[0] = start / torch.linalg.vector_norm(start)
-    alphas: list[float] = []
-    betas: list[float] = []
-    eps = torch.finfo(start.dtype).eps
-    for j in range(steps):
-        w = matvec(basis[j])  # (n,)
-        a = float(torch.dot(basis[j], w))
-        w = w - a * basis[j]
-        if j > 0:
-            w = w - betas[-1] * basis[j - 1]
-        q = basis[: j + 1]  # (j+1, n)
-        for _ in range(2):  # "twice is enough"
-            w = w - q.T @ (q @ w)
-        b = float(torch.linalg.vector_norm(w))
-        alphas.append(a)
-        betas.append(b)
-        alpha, beta = torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64)
-        scale = max(abs(x) for x in alphas) + max(betas)
-        if j + 1 == steps or b <= 10 * eps * max(scale, eps):
-            break
-        if stop is not None and stop(alpha, beta):
-            break
-        if j + 1 == basis.shape[0]:
-            grown = torch.empty(min(2 * basis.shape[0], steps), n, dtype=basis.dtype, device=basis.device)
-            grown[: j + 1] = basis
-            basis = grown
-        basis[j + 1] = w / b
-    j = len(alphas)
-    return torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64), basis[:j]
+    run = _Recurrence(start, steps)
+    while not run.done:
+        run.step(matvec(run.current), stop)
+    return *run.coefficients(), run.basis[: len(run.alphas)]
+
+
+def lanczos_tridiagonals(matmat: MatMat, starts: Tensor, steps: int) -> list[tuple[Tensor, Tensor]]:
+    """:func:`lanczos_tridiagonal` from each row of ``starts`` ``(V, n)``, in lockstep: each step's ``V``
+    products in one ``matmat`` pass. Returns each run's ``(alpha, beta)``; a run that ends early (an
+    invariant subspace) keeps its place in the passes, its products unused, so every pass has ``V`` rows."""
+    runs = [_Recurrence(start, steps) for start in starts]
+    while not all(run.done for run in runs):
+        out = matmat(torch.stack([run.current for run in runs]))  # (V, n)
+        for run, w in zip(runs, out, strict=True):
+            if not run.done:
+                run.step(w)
+    return [run.coefficients() for run in runs]
 
 
 def lanczos(

@@ -26,6 +26,7 @@ from torch import Tensor
 __all__ = ["TraceEstimate", "device_generator", "gaussian", "hutchinson", "hutchpp", "rademacher"]
 
 MatVec = Callable[[Tensor], Tensor]
+MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 
 
 @dataclass
@@ -85,14 +86,22 @@ def hutchinson(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    matmat: MatMat | None = None,
+    block: int = 1,
 ) -> TraceEstimate:
-    """Hutchinson's estimate of ``tr(H)`` from ``probes`` Rademacher vectors (``probes`` products)."""
+    """Hutchinson's estimate of ``tr(H)`` from ``probes`` Rademacher vectors (``probes`` products).
+
+    With ``matmat`` (``(b, n) -> (b, n)``) and ``block > 1``, the probes go ``block`` at a time through one
+    product pass each; they are drawn in the same order, so the estimate is the same up to rounding.
+    """
     if probes < 1:
         raise ValueError(f"need at least one probe, got {probes}")
-    samples = []
-    for _ in range(probes):
-        z = rademacher(n, generator, dtype=dtype, device=device)  # (n,)
-        samples.append(float(torch.dot(z, matvec(z))))
+    samples: list[float] = []
+    while len(samples) < probes:
+        b = min(block, probes - len(samples)) if matmat is not None else 1
+        z = torch.stack([rademacher(n, generator, dtype=dtype, device=device) for _ in range(b)])  # (b, n)
+        hz = matmat(z) if b > 1 else matvec(z[0])[None]
+        samples.extend((z * hz).sum(1).tolist())
     mean, se = _mean_and_stderr(samples)
     return TraceEstimate(mean, se, samples, probes)
 
