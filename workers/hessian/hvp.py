@@ -79,8 +79,7 @@ def default_block(device: torch.device, method: HVPMethod = "func") -> int:
     1.9x for 8. A block needs more products for the same top-5 (19 single, 22 in blocks of 2, 32 in
     blocks of 4, 48 in blocks of 8), so blocks of 2 were fastest compiled and blocks of 4 eager. Double
     backward is unmeasured there and gets 2. On the CPU (ResNet-20, 512 samples, 2 cores) a pass of 2
-    double-backward products cost 1.74x one and of 4 3.1x (eager ``func``: 2.3x and 6.8x), too little
-    saved to pay for the extra products: 1.
+    double-backward products cost 1.92x one and of 4 4.9x: nothing saved, so 1.
     """
     if torch.device(device).type == "cpu":
         return 1
