@@ -255,7 +255,7 @@ def cka_to_parents(checkpoint_ids: list[int], dataset_id: int | None) -> dict[in
         parents = {
             c.id: c.parent_id for c in checkpoints.list_by_ids(session=session, ids=ids) if c.parent_id
         }
-    keys = _artifact_keys("robustness", [*parents, *parents.values()], dataset_id, "geometry")
+    keys = artifact_keys("robustness", [*parents, *parents.values()], dataset_id, "geometry")
     out: dict[int, float] = {}
     for cid, pid in parents.items():
         pair = (keys.get(cid), keys.get(pid))
@@ -344,6 +344,8 @@ class _Cache:
 _artifact_cache = _Cache(ARTIFACT_CACHE_BYTES)
 _dataset_cache = _Cache(max_bytes=2**62, max_items=DATASET_CACHE_SIZE)
 _cka_cache = _Cache(max_bytes=2**62, max_items=100_000)  # (child artifact, parent artifact) -> CKA
+# the robustness tab's CKA matrices, by the artifact keys of the features they were computed from
+cka_matrix_cache = _Cache(max_bytes=2**62, max_items=32)
 
 
 def _store() -> storage.BlobStore:
@@ -351,10 +353,11 @@ def _store() -> storage.BlobStore:
     return storage.make_store(settings.resolved_storage_url, settings.tmp_dir)
 
 
-def _artifact_keys(
+def artifact_keys(
     analysis: str, checkpoint_ids: Sequence[int], dataset_id: int | None, name: str
 ) -> dict[int, str]:
-    """The blob key of artifact ``name`` of each checkpoint's newest ``analysis`` result (one query)."""
+    """``{checkpoint id: blob key}`` of artifact ``name`` of each one's newest ``analysis`` result (one
+    query). Blobs are content-addressed: what is computed from an artifact can be cached by its key."""
     ids, allowed = _scoped(checkpoint_ids, dataset_id)
     if not ids or not allowed:
         return {}
@@ -369,12 +372,6 @@ def _artifact_keys(
         }
 
 
-def artifact_keys(analysis: str, checkpoint_ids: Sequence[int], dataset_id: int | None, name: str) -> dict:
-    """``{checkpoint id: blob key}`` of artifact ``name`` of each one's newest ``analysis`` result. Blobs are
-    content-addressed: what is computed from an artifact can be cached by its key, never stale."""
-    return _artifact_keys(analysis, checkpoint_ids, dataset_id, name)
-
-
 def result_artifact(
     analysis: str,
     checkpoint_id: int,
@@ -387,7 +384,7 @@ def result_artifact(
     ``keys`` picks some of the arrays (the others are not even decompressed); missing keys are left out.
     Artifacts are content-addressed, so each array is cached by (blob key, array name) and never stale.
     """
-    key = _artifact_keys(analysis, [checkpoint_id], dataset_id, name).get(checkpoint_id)
+    key = artifact_keys(analysis, [checkpoint_id], dataset_id, name).get(checkpoint_id)
     if key is None:
         return None
     return _arrays(key, keys, f"the {analysis} artifact {name!r}")
@@ -404,7 +401,7 @@ def result_artifacts(
     checkpoint whose artifact is absent or unreadable left out. (One query per checkpoint made the
     robustness tab's 20 checkpoints 130 statements a drawing.)"""
     out = {}
-    for cid, key in _artifact_keys(analysis, checkpoint_ids, dataset_id, name).items():
+    for cid, key in artifact_keys(analysis, checkpoint_ids, dataset_id, name).items():
         try:
             out[cid] = _arrays(key, keys, f"the {analysis} artifact {name!r}")
         except ActionError:
@@ -467,6 +464,7 @@ def clear_caches() -> None:
     _artifact_cache.clear()
     _dataset_cache.clear()
     _cka_cache.clear()
+    cka_matrix_cache.clear()
 
 
 def submit_prune(checkpoint_id: int | None, dataset_id: int | None, params: dict) -> list[dict]:

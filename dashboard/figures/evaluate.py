@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from dashboard.figures.common import (
+    LAYOUT,
     TEMPLATE,
     CheckpointSummary,
     checkpoint_meta,
@@ -22,7 +23,7 @@ from dashboard.figures.common import (
     panel_rows,
 )
 
-_LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=50, b=50), legend_title_text="checkpoint")
+_LAYOUT = {**LAYOUT, "margin": dict(l=60, r=20, t=50, b=50)}
 CONFUSION_COLORSCALE = "Blues"
 
 

@@ -15,11 +15,18 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.figures.common import TEMPLATE, checkpoint_meta, empty_figure, finite, plain, points_meta
+from dashboard.figures.common import (
+    LAYOUT,
+    checkpoint_meta,
+    empty_figure,
+    finite,
+    plain,
+    points_meta,
+)
 
 ANALYSES = ("evaluate", "robustness", "hessian", "landscape")
 METHOD_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#8c564b")
-_LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=70, b=50), legend_title_text="method")
+_LAYOUT = {**LAYOUT, "margin": dict(l=60, r=20, t=70, b=50), "legend_title_text": "method"}
 
 
 def _get(results: Mapping[str, Any], analysis: str, *keys: Any) -> Any:
