@@ -11,8 +11,8 @@ Measures, on a randomly initialised model in eval mode and random CIFAR-shaped s
 - one gradient and one Hessian-vector product by each method (after a warm-up), and one pass of ``B``
   products at once (``HessianOperator.matmat``) for each block size ``B`` timed below;
 - PruneScope's top-k (block Lanczos with ``--block`` products per step, ``auto``: the device's default;
-  each of ``--also-blocks`` as well; error tolerance ``--tol``), with where its seconds outside the
-  products went, trace (Hutchinson) and SLQ density;
+  each of ``--also-blocks`` as well; error tolerance ``--tol``), with its phases' seconds, trace
+  (Hutchinson) and SLQ density;
 - a converged reference, ARPACK ``scipy.sparse.linalg.eigsh(which="LA")`` on the same HVP;
 - PyHessian (the PyPI release, when importable) on the same model and data as one batch (or, with
   ``--pyhessian-batch B``, through a DataLoader of batches of B, its mode for more data than one batch):
@@ -155,39 +155,6 @@ def run_pyhessian(model, x, y, args, device) -> dict | None:
     return out
 
 
-def _breakdown(model, x, y, args, block: int, device: torch.device) -> str:
-    """The top-k run's phases timed one by one (each ended by a device synchronisation)."""
-    from workers.hessian.block_lanczos import block_lanczos
-    from workers.hessian.lanczos import lanczos
-
-    parts = []
-
-    def lap(name: str, fn):
-        _sync(device)
-        start = time.perf_counter()
-        out = fn()
-        _sync(device)
-        parts.append(f"{name} {1e3 * (time.perf_counter() - start):.0f} ms")
-        return out
-
-    op = lap(
-        "operator",
-        lambda: hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method),
-    )
-    mask = lap("mask", op.unpruned)
-    lap("mask test", lambda: bool(mask.all()))
-    lap("classes", op.num_outputs)
-    gen = torch.Generator().manual_seed(args.seed)
-    kw = dict(k=args.top, max_iter=100, tol=args.tol, generator=gen, device=device)
-    if block > 1:
-        top = lap("block Lanczos", lambda: block_lanczos(op.matmat, op.n, block=block, **kw))
-    else:
-        top = lap("Lanczos", lambda: lanczos(op.matvec, op.n, **kw))
-    parts.append(f"(of which {op.count} HVPs {1e3 * op.seconds:.0f} ms)")
-    lap("eigenvector to host", lambda: op.expand(top.top_vector).float().cpu().numpy())
-    return ", ".join(parts)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -299,7 +266,8 @@ def main() -> None:
         f"{res.hvp_seconds:.2f} s",
         flush=True,
     )
-    print("  where its seconds went:", _breakdown(model, x, y, args, block, device), flush=True)
+    phases = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in res.phase_seconds.items())
+    print(f"  where its seconds went: {phases} (of which HVPs {1e3 * res.hvp_seconds:.0f} ms)", flush=True)
     loose = []  # the same at other tolerances and block sizes: errors in the table
     for tol in tols:
         for b in blocks:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workers.hessian.hvp import default_method, hessian_operator, pruning_mask
+from workers.hessian.hvp import default_method, hessian_operator
 from workers.hessian.lanczos import lanczos
 from workers.landscape.analysis import interpolation, slices
 from workers.registry import AnalysisInputs, AnalysisOutput, AnalysisSpec, register
@@ -94,7 +94,6 @@ def _top_eigenvector(inputs: AnalysisInputs, p: LandscapeParams) -> tuple[torch.
     if stored is not None:
         return torch.from_numpy(np.asarray(stored, dtype=np.float32)), "hessian result"
     model, device = inputs.model, inputs.device
-    mask = pruning_mask(model)
     n = min(int(inputs.x.shape[0]), p.max_samples)
     op = hessian_operator(
         model,
@@ -102,9 +101,9 @@ def _top_eigenvector(inputs: AnalysisInputs, p: LandscapeParams) -> tuple[torch.
         inputs.y[:n],
         batch_size=min(p.batch_size, 512),
         device=device,
-        mask=None if bool(mask.all()) else mask,
         method=default_method(device),
     )
+    op = op.restricted(op.unpruned())  # the unpruned coordinates (all of a dense checkpoint)
     op.on_product = lambda count: inputs.progress(0.0, f"top Hessian eigenvector: HVP {count}")
     res = lanczos(
         op.matvec,

@@ -67,6 +67,7 @@ class HessianResult:
     hvp_method: str
     hvp_seconds: float
     seconds: float
+    phase_seconds: dict[str, float]  # setup, lanczos, trace, density (and per_layer): where seconds went
     dtype: str
     per_layer: dict[str, dict[str, Any]] | None
     # (D,) float32 over all parameters, flattened in named_parameters() order, zeros at pruned coordinates;
@@ -173,6 +174,11 @@ def hessian_spectrum(
             message such as ``"HVP 12/80 (Lanczos)"``.
     """
     started = time.perf_counter()
+    phase_seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # the seconds since the last phase ended
+        phase_seconds[name] = time.perf_counter() - started - sum(phase_seconds.values())
+
     if x.shape[0] != y.shape[0] or y.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
     n_samples = min(int(x.shape[0]), max_samples)
@@ -204,6 +210,7 @@ def hessian_spectrum(
     op.on_product = report
     kw: dict[str, Any] = {"dtype": dtype, "device": op.device}
 
+    lap("setup")
     wanted = dict(k=k, n_smallest=n_negative, max_iter=lanczos_iters, tol=tol, **kw)
     gen = torch.Generator().manual_seed(seed)
     if block > 1:
@@ -212,13 +219,16 @@ def hessian_spectrum(
         top = lanczos(op.matvec, op.n, generator=gen, **wanted)
     outliers, edge = split_outliers(_floats(top.top))
 
-    kw_blocks = {**kw, "matmat": op.matmat, "block": block}  # probes and SLQ runs, block at a time
+    lap("lanczos")
+    # the probes and the SLQ runs also take their products block at a time
     trace, stderr = _trace(
-        op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), kw_blocks
+        op, phase, trace_method, trace_probes, torch.Generator().manual_seed(seed + 1), block, kw
     )
+    lap("trace")
     density, dens = _density(
-        op, phase, density_vectors, density_iters, density_sigma, density_grid, seed + 2, kw_blocks
+        op, phase, density_vectors, density_iters, density_sigma, density_grid, seed + 2, block, kw
     )
+    lap("density")
 
     layers = None
     if groups:
@@ -239,6 +249,7 @@ def hessian_spectrum(
             batch_size=batch_size,
             hvp_method=hvp_method,
         )
+        lap("per_layer")
 
     vector = op.expand(top.top_vector if top.top_vector is not None else torch.zeros(op.n, **kw))  # (D,)
     result = HessianResult(
@@ -266,6 +277,7 @@ def hessian_spectrum(
         hvp_method=hvp_method,
         hvp_seconds=op.seconds,
         seconds=time.perf_counter() - started,
+        phase_seconds=phase_seconds,
         dtype=str(dtype).removeprefix("torch."),
         per_layer=layers,
         top_eigenvector=vector.detach().float(),
@@ -280,16 +292,21 @@ def hessian_spectrum(
 
 
 def _trace(
-    op: HessianOperator, phase: dict[str, Any], method: str, probes: int, gen: torch.Generator, kw: dict
+    op: HessianOperator,
+    phase: dict[str, Any],
+    method: str,
+    probes: int,
+    gen: torch.Generator,
+    block: int,
+    kw: dict,
 ) -> tuple[float | None, float | None]:
     if probes <= 0:
         return None, None
     phase["name"] = "trace"
     if method == "hutchpp":
-        kw = {k: v for k, v in kw.items() if k not in ("matmat", "block")}
         est = hutchpp(op.matvec, op.n, products=max(probes, 3), generator=gen, **kw)
     else:
-        est = hutchinson(op.matvec, op.n, probes=probes, generator=gen, **kw)
+        est = hutchinson(op.matvec, op.n, probes=probes, generator=gen, matmat=op.matmat, block=block, **kw)
     return est.value, est.stderr
 
 
@@ -301,6 +318,7 @@ def _density(
     rel_sigma: float,
     grid: int,
     seed: int,
+    block: int,
     kw: dict,
 ) -> tuple[dict[str, list[float]], SpectralDensity | None]:
     if vectors <= 0 or iters <= 0:
@@ -308,7 +326,16 @@ def _density(
     phase["name"] = "density"
     gen = torch.Generator().manual_seed(seed)
     dens = slq(
-        op.matvec, op.n, vectors=vectors, iters=iters, rel_sigma=rel_sigma, grid=grid, generator=gen, **kw
+        op.matvec,
+        op.n,
+        vectors=vectors,
+        iters=iters,
+        rel_sigma=rel_sigma,
+        grid=grid,
+        generator=gen,
+        matmat=op.matmat,
+        block=block,
+        **kw,
     )
     return {"x": _floats(dens.x), "y": _floats(dens.y)}, dens
 
