@@ -4,6 +4,7 @@ Usage: python bench/hessian.py [--device cpu|cuda] [--model resnet20] [--samples
                                [--method auto|func|compiled|double_backward|retained] [--top 5] [--tol 1e-4]
                                [--block auto|B] [--also-blocks 1,8] [--also-tol 1e-3]
                                [--hvp-methods func,compiled,...] [--no-pyhessian] [--no-reference]
+                               [--repeats 3] [--cudnn-benchmark] [--cudnn-ab] [--profile trace.json.gz]
 
 The issue's GPU setting: ``--device cuda --model torchvision.resnet18 --samples 2048 --batch-size 2048``.
 
@@ -80,7 +81,8 @@ def _fmt(values) -> str:
 
 
 def reference_top(model, x, y, args, device) -> tuple[list[float], float, int]:
-    op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
+    method = args.reference_method or args.method
+    op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=method)
 
     def mv(v: np.ndarray) -> np.ndarray:
         return (
@@ -128,18 +130,25 @@ def run_pyhessian(model, x, y, args, device) -> dict | None:
     m = copy.deepcopy(model).to(device)
     xd, yd = x.to(device), y.to(device)
     criterion = nn.CrossEntropyLoss()
-    torch.manual_seed(args.seed)
-    _sync(device)
-    start = time.perf_counter()
-    if args.pyhessian_batch and args.pyhessian_batch < x.shape[0]:
-        # its data-loader mode, as a notebook feeds it more samples than fit one batch
-        loader = DataLoader(TensorDataset(xd, yd), batch_size=args.pyhessian_batch)
-        ph = PyHessian(m, criterion, dataloader=loader, cuda=device.type == "cuda")
-    else:
-        ph = PyHessian(m, criterion, data=(xd, yd), cuda=device.type == "cuda")
-    vals, _ = ph.eigenvalues(top_n=args.top)
-    _sync(device)
-    out["top"] = (vals, time.perf_counter() - start, counter["n"])
+    tops = []
+    for _ in range(args.repeats):  # the median of --repeats runs, as PruneScope's
+        counter["n"] = 0
+        torch.manual_seed(args.seed)
+        _sync(device)
+        start = time.perf_counter()
+        if args.pyhessian_batch and args.pyhessian_batch < x.shape[0]:
+            # its data-loader mode, as a notebook feeds it more samples than fit one batch
+            loader = DataLoader(TensorDataset(xd, yd), batch_size=args.pyhessian_batch)
+            ph = PyHessian(m, criterion, dataloader=loader, cuda=device.type == "cuda")
+        else:
+            ph = PyHessian(m, criterion, data=(xd, yd), cuda=device.type == "cuda")
+        vals, _ = ph.eigenvalues(top_n=args.top)
+        _sync(device)
+        tops.append((time.perf_counter() - start, vals, counter["n"]))
+    tops.sort(key=lambda t: t[0])
+    seconds, vals, count = tops[(len(tops) - 1) // 2]
+    out["top"] = (vals, seconds, count)
+    print(f"PyHessian top-{args.top}: all runs {_fmt([t[0] for t in tops])} s", flush=True)
     counter["n"] = 0
     start = time.perf_counter()
     samples = ph.trace(maxIter=args.trace_probes)
@@ -153,6 +162,77 @@ def run_pyhessian(model, x, y, args, device) -> dict | None:
     ph_module.hessian_vector_product = original
     torch.eig = removed_eig
     return out
+
+
+def time_products(model, x, y, args, device, methods, blocks, gen, label: str = "") -> list[tuple[str, ...]]:
+    """One gradient, one product by each method and one pass of each block size, timed after a warm-up."""
+    rows: list[tuple[str, str, str]] = []
+    kw = dict(batch_size=args.batch_size, device=device)
+    grad_op = hessian_operator(model, x, y, method=args.method, **kw)
+    t_grad = _timed(grad_op.gradient, device)
+    rows.append((f"one gradient{label}", f"{t_grad * 1e3:.1f} ms", ""))
+    for method in methods:
+        op = hessian_operator(model, x, y, method=method, **kw)
+        t = None
+        if not args.no_single:
+            v = torch.randn(op.n, generator=gen).to(device)
+            _sync(device)
+            start = time.perf_counter()
+            op.matvec(v)  # the first product compiles (method "compiled"), once per process and shape
+            _sync(device)
+            first = time.perf_counter() - start
+            t = _timed(lambda op=op, v=v: op.matvec(v), device)
+            note = f"first product {first:.1f} s (compilation)" if method == "compiled" else ""
+            rows.append(
+                (f"one HVP ({method}{label})", f"{t * 1e3:.1f} ms = {t / t_grad:.2f}x gradient", note)
+            )
+        for b in sorted(b for b in blocks if b > 1):
+            vs = torch.randn(b, op.n, generator=gen).to(device)
+            _sync(device)
+            start = time.perf_counter()
+            op.matmat(vs)  # compiles for this block size (method "compiled")
+            _sync(device)
+            first = time.perf_counter() - start
+            tb = _timed(lambda op=op, vs=vs: op.matmat(vs), device)
+            failed = (
+                " (not batched: the model's operators have no batching rule)" if op._batched_failed else ""
+            )
+            rows.append(
+                (
+                    f"{b} HVPs in one pass ({method}{label})",
+                    f"{tb * 1e3:.1f} ms = {tb / b * 1e3:.1f} ms each = {tb / t_grad:.2f}x gradient"
+                    + (f" = {tb / t:.2f}x one HVP" if t else "")
+                    + failed,
+                    f"first pass {first:.1f} s" if method == "compiled" else "",
+                )
+            )
+        del op
+    print("\n".join(f"{a}: {b} {c}" for a, b, c in rows), flush=True)
+    return rows
+
+
+def profile_top_k(run, device: torch.device, path: str) -> None:
+    """One top-k run under ``torch.profiler``: the operators that took the most time, and a Chrome trace
+    (gzip-compressed) at ``path`` showing the gaps between the products."""
+    import gzip
+    import shutil
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run()
+    averages = prof.key_averages()
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=30), flush=True)
+    if device.type == "cuda":
+        print(averages.table(sort_by="self_device_time_total", row_limit=30), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = f"{tmp}/trace.json"
+        prof.export_chrome_trace(raw)
+        with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    print(f"profile trace written to {path}", flush=True)
 
 
 def main() -> None:
@@ -181,15 +261,39 @@ def main() -> None:
     parser.add_argument("--density-vectors", type=int, default=1)
     parser.add_argument("--density-iters", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-pyhessian", action="store_true")
     parser.add_argument(
         "--pyhessian-batch",
         type=int,
         default=0,
         help="PyHessian gets a DataLoader of this batch size (default: one batch of all, its fastest)",
     )
-    parser.add_argument("--no-reference", action="store_true")
+    switches = {
+        "--no-pyhessian": "skip PyHessian",
+        "--no-reference": "skip the eigsh reference (no errors reported)",
+        "--cudnn-benchmark": "cudnn.benchmark on for the whole run (both tools): cuDNN times its algorithms",
+        "--cudnn-ab": "time the products with cudnn.benchmark off and on",
+        "--no-single": "time blocks of products only (no single-product compile)",
+    }
+    for flag, text in switches.items():
+        parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed runs of each top-k configuration (median; lower middle if even)",
+    )
+    parser.add_argument(
+        "--reference-method",
+        default="",
+        help="HVP method of the eigsh reference (default --method; 'func' compiles nothing)",
+    )
+    parser.add_argument(
+        "--profile", default="", help="profile one top-k run; gzipped Chrome trace to this path"
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     if args.method == "auto":
         args.method = default_method(device)
@@ -205,43 +309,22 @@ def main() -> None:
     model, x, y = model.to(device), x.to(device), y.to(device)
     print(
         f"{args.model} on {args.samples} samples, device {device}, batch {args.batch_size}, "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}",
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"cudnn.benchmark {torch.backends.cudnn.benchmark}, repeats {args.repeats}",
         flush=True,
     )
 
-    rows: list[tuple[str, str, str]] = []
-    grad_op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
-    t_grad = _timed(grad_op.gradient, device)
-    rows.append(("one gradient", f"{t_grad * 1e3:.0f} ms", ""))
     methods = args.hvp_methods.split(",") if args.hvp_methods else list(DEFAULT_METHODS[device.type])
     if args.method not in methods:
         methods.append(args.method)
-    for method in methods:
-        op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=method)
-        v = torch.randn(op.n, generator=gen).to(device)
-        _sync(device)
-        start = time.perf_counter()
-        op.matvec(v)  # the first product compiles (method "compiled"), once per process and shape
-        _sync(device)
-        first = time.perf_counter() - start
-        t = _timed(lambda op=op, v=v: op.matvec(v), device)
-        note = f"first product {first:.1f} s (compilation)" if method == "compiled" else ""
-        rows.append((f"one HVP ({method})", f"{t * 1e3:.0f} ms = {t / t_grad:.2f}x gradient", note))
-        for b in sorted(b for b in blocks if b > 1):
-            vs = torch.randn(b, op.n, generator=gen).to(device)
-            tb = _timed(lambda op=op, vs=vs: op.matmat(vs), device)
-            failed = (
-                " (not batched: the model's operators have no batching rule)" if op._batched_failed else ""
-            )
-            rows.append(
-                (
-                    f"{b} HVPs in one pass ({method})",
-                    f"{tb * 1e3:.0f} ms = {tb / b * 1e3:.1f} ms each = {tb / t:.2f}x one HVP{failed}",
-                    "",
-                )
-            )
-        del op
-    print("\n".join(f"{a}: {b} {c}" for a, b, c in rows), flush=True)
+    rows: list[tuple[str, str, str]] = []
+    # --cudnn-ab: the products timed with cuDNN's algorithm search off, then on (one process, so the
+    # compiled graphs are shared); the rest of the run uses --cudnn-benchmark's setting
+    for setting in (False, True) if args.cudnn_ab else (args.cudnn_benchmark,):
+        torch.backends.cudnn.benchmark = setting
+        label = f", cudnn.benchmark {setting}" if args.cudnn_ab else ""
+        rows += time_products(model, x, y, args, device, methods, blocks, gen, label)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
 
     common = dict(
         device=device,
@@ -257,13 +340,20 @@ def main() -> None:
             lanczos_block=b, **common,
         )  # fmt: skip
 
+    def timed_top_k(tol: float, b: int):
+        """The run of median seconds over ``--repeats`` runs (the others' seconds in ``all_seconds``)."""
+        runs = sorted((top_k(tol, b) for _ in range(args.repeats)), key=lambda r: r.seconds)
+        median = runs[(len(runs) - 1) // 2]
+        median.all_seconds = [r.seconds for r in runs]
+        return median
+
     tols = [args.tol] + [float(t) for t in args.also_tol.split(",") if t]
     for b in blocks:  # untimed runs first, at the tightest tolerance (the most memory): PyHessian, run
         top_k(min(tols), b)  # last, likewise finds the process and its allocator warmed up
-    res = top_k(args.tol, block)
+    res = timed_top_k(args.tol, block)
     print(
-        f"PruneScope top-{args.top} (block {block}): {res.seconds:.2f} s, {res.hvp_count} HVPs in "
-        f"{res.hvp_seconds:.2f} s",
+        f"PruneScope top-{args.top} (block {block}): {res.seconds:.3f} s, {res.hvp_count} HVPs in "
+        f"{res.hvp_seconds:.3f} s; all runs {_fmt(res.all_seconds)} s",
         flush=True,
     )
     phases = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in res.phase_seconds.items())
@@ -273,13 +363,15 @@ def main() -> None:
         for b in blocks:
             if (tol, b) == (args.tol, block):
                 continue
-            extra = top_k(tol, b)
+            extra = timed_top_k(tol, b)
             loose.append((tol, b, extra))
             print(
-                f"PruneScope top-{args.top} at tol {tol:g}, block {b}: {extra.seconds:.2f} s, "
-                f"{extra.hvp_count} HVPs",
+                f"PruneScope top-{args.top} at tol {tol:g}, block {b}: {extra.seconds:.3f} s, "
+                f"{extra.hvp_count} HVPs; all runs {_fmt(extra.all_seconds)} s",
                 flush=True,
             )
+    if args.profile:
+        profile_top_k(lambda: top_k(args.tol, block), device, args.profile)
 
     op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
     start = time.perf_counter()

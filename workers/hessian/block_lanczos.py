@@ -90,20 +90,17 @@ def _qr_rows(w: Tensor) -> tuple[Tensor, Tensor]:
     """
     b = w.shape[0]
     q = torch.empty_like(w)
-    r = torch.zeros(b, b, dtype=torch.float64)
+    r = torch.zeros(b, b, dtype=w.dtype, device=w.device)  # filled on the device: one copy to the host
     for i in range(b):
         v = w[i]
-        coeff = torch.zeros(i, dtype=w.dtype, device=w.device)
-        for _ in range(2):  # "twice is enough"
-            if i:
-                c = q[:i] @ v  # (i,)
-                v = v - c @ q[:i]
-                coeff = coeff + c
+        for _ in range(2 if i else 0):  # "twice is enough"
+            c = q[:i] @ v  # (i,)
+            v = v - c @ q[:i]
+            r[:i, i] += c
         norm = torch.linalg.vector_norm(v)
         q[i] = v / norm.clamp_min(torch.finfo(w.dtype).tiny)
-        r[:i, i] = coeff.double().cpu()
-        r[i, i] = float(norm)
-    return q, r
+        r[i, i] = norm
+    return q, r.double().cpu()
 
 
 def block_lanczos(
