@@ -94,7 +94,7 @@ def error_estimates(theta: Tensor, residuals: Tensor) -> Tensor:
         return residuals.clone()
     dist = (theta[:, None] - theta[None, :]).abs() - residuals[None, :]  # (j, j)
     dist.fill_diagonal_(float("inf"))
-    gap = dist.min(dim=1).values  # (j,)
+    gap = dist.amin(dim=1)  # (j,); min(dim=1) also finds indices, and took ms here where amin takes µs
     squared = torch.where(gap > 0, residuals**2 / gap.clamp_min(torch.finfo(gap.dtype).tiny), residuals)
     return torch.minimum(residuals, squared)
 
