@@ -12,8 +12,8 @@ Measures, on a randomly initialised model in eval mode and random CIFAR-shaped s
 - one gradient and one Hessian-vector product by each method (after a warm-up), and one pass of ``B``
   products at once (``HessianOperator.matmat``) for each block size ``B`` timed below;
 - PruneScope's top-k (block Lanczos with ``--block`` products per step, ``auto``: the device's default;
-  each of ``--also-blocks`` as well; error tolerance ``--tol``), with its phases' seconds, trace
-  (Hutchinson) and SLQ density;
+  each of ``--also-blocks`` as well; error tolerance ``--tol``), with its phases' seconds, and the
+  analysis's trace (Hutchinson) and SLQ density, timed by its own phases;
 - a converged reference, ARPACK ``scipy.sparse.linalg.eigsh(which="LA")`` on the same HVP;
 - PyHessian (the PyPI release, when importable) on the same model and data as one batch (or, with
   ``--pyhessian-batch B``, through a DataLoader of batches of B, its mode for more data than one batch):
@@ -43,9 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from workers.architectures import build
 from workers.hessian.analysis import hessian_spectrum
-from workers.hessian.density import slq
 from workers.hessian.hvp import default_block, default_method, hessian_operator
-from workers.hessian.trace import hutchinson
 
 DEFAULT_METHODS = {
     "cuda": ("func", "compiled", "double_backward", "retained"),
@@ -341,19 +339,17 @@ def main() -> None:
         )  # fmt: skip
 
     def timed_top_k(tol: float, b: int):
-        """The run of median seconds over ``--repeats`` runs (the others' seconds in ``all_seconds``)."""
+        """The run of median seconds over ``--repeats`` runs, and every run's seconds (ascending)."""
         runs = sorted((top_k(tol, b) for _ in range(args.repeats)), key=lambda r: r.seconds)
-        median = runs[(len(runs) - 1) // 2]
-        median.all_seconds = [r.seconds for r in runs]
-        return median
+        return runs[(len(runs) - 1) // 2], [r.seconds for r in runs]
 
     tols = [args.tol] + [float(t) for t in args.also_tol.split(",") if t]
     for b in blocks:  # untimed runs first, at the tightest tolerance (the most memory): PyHessian, run
         top_k(min(tols), b)  # last, likewise finds the process and its allocator warmed up
-    res = timed_top_k(args.tol, block)
+    res, all_seconds = timed_top_k(args.tol, block)
     print(
         f"PruneScope top-{args.top} (block {block}): {res.seconds:.3f} s, {res.hvp_count} HVPs in "
-        f"{res.hvp_seconds:.3f} s; all runs {_fmt(res.all_seconds)} s",
+        f"{res.hvp_seconds:.3f} s; all runs {_fmt(all_seconds)} s",
         flush=True,
     )
     phases = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in res.phase_seconds.items())
@@ -363,41 +359,26 @@ def main() -> None:
         for b in blocks:
             if (tol, b) == (args.tol, block):
                 continue
-            extra = timed_top_k(tol, b)
+            extra, all_seconds = timed_top_k(tol, b)
             loose.append((tol, b, extra))
             print(
                 f"PruneScope top-{args.top} at tol {tol:g}, block {b}: {extra.seconds:.3f} s, "
-                f"{extra.hvp_count} HVPs; all runs {_fmt(extra.all_seconds)} s",
+                f"{extra.hvp_count} HVPs; all runs {_fmt(all_seconds)} s",
                 flush=True,
             )
     if args.profile:
         profile_top_k(lambda: top_k(args.tol, block), device, args.profile)
 
-    op = hessian_operator(model, x, y, batch_size=args.batch_size, device=device, method=args.method)
-    start = time.perf_counter()
-    blocks_kw = dict(matmat=op.matmat, block=block)  # as the analysis: probes and SLQ runs block at a time
-    tr = hutchinson(
-        op.matvec,
-        op.n,
-        probes=args.trace_probes,
-        generator=torch.Generator().manual_seed(1),
-        device=device,
-        **blocks_kw,
-    )
-    t_trace = time.perf_counter() - start
-    start = time.perf_counter()
-    slq(
-        op.matvec,
-        op.n,
-        vectors=args.density_vectors,
-        iters=args.density_iters,
-        generator=torch.Generator().manual_seed(2),
-        device=device,
-        **blocks_kw,
-    )
-    t_density = time.perf_counter() - start
-    del op
-    print(f"PruneScope trace {tr.value:.4g} +- {tr.stderr:.2g} in {t_trace:.1f} s", flush=True)
+    # the trace and the density as the analysis computes them, timed by its phases (its Lanczos is cut to
+    # one pass: the top-k is measured above)
+    spectrum = hessian_spectrum(
+        model, x, y, top_k=1, n_negative=0, lanczos_iters=block, lanczos_block=block,
+        trace_probes=args.trace_probes, density_vectors=args.density_vectors,
+        density_iters=args.density_iters, **common,
+    )  # fmt: skip
+    t_trace, t_density = spectrum.phase_seconds["trace"], spectrum.phase_seconds["density"]
+    trace = f"{spectrum.trace:.4g} +- {spectrum.trace_stderr:.2g}"
+    print(f"PruneScope trace {trace} in {t_trace:.1f} s", flush=True)
 
     ref = None
     if not args.no_reference:
@@ -420,10 +401,10 @@ def main() -> None:
         (f"top-{args.top} max rel. error", err(res.top_eigenvalues), err(ph["top"][0]) if ph else "n/a"),
         ("top residual / max", f"{max(res.residuals) / res.top_eigenvalues[0]:.1e}", "not reported"),
         ("top error estimate / max", f"{max(res.errors) / res.top_eigenvalues[0]:.1e}", "not reported"),
-        ("trace", f"{tr.value:.4g} +- {tr.stderr:.2g}", f"{ph['trace'][0]:.4g}" if ph else "n/a"),
+        ("trace", trace, f"{ph['trace'][0]:.4g}" if ph else "n/a"),
         (
             "trace seconds (HVPs)",
-            f"{t_trace:.1f} ({tr.products})",
+            f"{t_trace:.1f} ({args.trace_probes})",
             f"{ph['trace'][1]:.1f} ({ph['trace'][2]})" if ph else "n/a",
         ),
         (

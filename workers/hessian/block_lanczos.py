@@ -33,18 +33,15 @@ top 4 (``tests/hessian/test_block_lanczos.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from workers.hessian.lanczos import INITIAL_ROWS, LanczosResult, check_arguments, error_estimates, passes
-from workers.hessian.trace import gaussian
+from workers.hessian.trace import MatMat, gaussian
 
 __all__ = ["block_lanczos"]
-
-MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 
 
 def _orthogonalise(w: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:

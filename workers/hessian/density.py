@@ -24,19 +24,15 @@ normalised to mass 1 by the trapezoidal rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from workers.hessian.lanczos import lanczos_tridiagonal, lanczos_tridiagonals, ritz
-from workers.hessian.trace import rademacher
+from workers.hessian.trace import MatMat, MatVec, rademacher
 
 __all__ = ["SpectralDensity", "broaden", "slq"]
-
-MatVec = Callable[[Tensor], Tensor]
-MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 
 
 @dataclass

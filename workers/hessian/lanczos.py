@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from workers.hessian.trace import gaussian
+from workers.hessian.trace import MatMat, MatVec, gaussian
 
 __all__ = [
     "LanczosResult",
@@ -49,8 +49,6 @@ __all__ = [
     "ritz",
 ]
 
-MatVec = Callable[[Tensor], Tensor]
-MatMat = Callable[[Tensor], Tensor]  # (b, n) -> (b, n)
 INITIAL_ROWS = 32  # Lanczos basis rows allocated up front
 
 
