@@ -22,9 +22,11 @@ Measures, on a randomly initialised model in eval mode and random CIFAR-shaped s
   removed ``torch.eig``), its products counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
 Both get the model and the data already on the device, so neither's time includes copying them there.
 Errors are the largest relative deviation from the reference over the top-k (each list sorted descending).
-PruneScope's top-k runs once untimed first (PyHessian, run last, finds the process as warm). The line before
-the last, ``hessian_speedup_vs_pyhessian_top5_equal_accuracy``, takes the fastest of the ``--tol`` and
-``--also-tol`` runs whose error is at most PyHessian's. The last line is
+PruneScope's top-k runs once untimed first (PyHessian, run last, finds the process as warm). With
+``--method compiled`` on CUDA, the compilation and the recording of each pass as a CUDA graph happen in
+those warm-ups, as they happen once per worker process in an analysis job (the "first pass" line).
+The line before the last, ``hessian_speedup_vs_pyhessian_top5_equal_accuracy``, takes the fastest of
+the ``--tol`` and ``--also-tol`` runs whose error is at most PyHessian's. The last line is
 ``hessian_speedup_vs_pyhessian_top5: <PyHessian seconds / PruneScope seconds>`` at ``--tol``.
 """
 

@@ -23,8 +23,8 @@ def _quiet_torch_jit() -> Iterator[None]:
         yield
 
 
-def compile_or_eager(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)`` (one graph per batch shape), or ``fn`` itself where compilation fails.
+def compile_or_eager(fn: Callable[..., Any], *, mode: str | None = None) -> Callable[..., Any]:
+    """``torch.compile(fn, mode=mode)`` (one graph per batch shape), or ``fn`` itself where compilation fails.
 
     Where the backend cannot compile (no C++ compiler on a CPU machine, an operator dynamo does not trace)
     the eager function runs instead, logged, so a result never depends on compilation succeeding.
@@ -32,7 +32,7 @@ def compile_or_eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     it on the code, so a second model of the same architecture reuses it).
     """
     with _quiet_torch_jit():
-        state = {"fn": torch.compile(fn, dynamic=False)}
+        state = {"fn": torch.compile(fn, dynamic=False, mode=mode)}
 
     def call(*args: Any) -> Any:
         with _quiet_torch_jit():
