@@ -55,7 +55,9 @@ def _orthogonalise(w: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
 
 def _coefficients(q: Tensor, w: Tensor) -> Tensor:
     """``q w^T`` ``(m, b)`` as ``b`` matrix-vector products: a product with a reduction over millions of
-    entries and a tiny output is the shape that matrix-vector kernels spread over the whole device."""
+    entries and a tiny output is the shape that matrix-vector kernels spread over the whole device. On the
+    H100 (n = 11.2M, b = 2) the two products took 0.20, 0.36, 0.67 and 1.27 ms for m = 4, 10, 20 and 40
+    rows, and one matrix product ``q @ w.T`` 0.85, 0.89, 2.13 and 2.20 ms."""
     return torch.stack([q @ row for row in w], 1)
 
 
@@ -76,8 +78,8 @@ def _ritz_pairs(t: Tensor, coupling: Tensor, lo: int) -> tuple[Tensor, Tensor, T
 
 
 def _qr_rows(w: Tensor) -> tuple[Tensor, Tensor]:
-    """``w (b, n) = R^T Q`` with orthonormal rows ``Q (b, n)`` and upper triangular ``R (b, b)`` (float64,
-    on the CPU), by classical Gram-Schmidt over the rows, twice.
+    """``w (b, n) = R^T Q`` with orthonormal rows ``Q (b, n)`` and upper triangular ``R (b, b)`` (both on
+    ``w``'s device), by classical Gram-Schmidt over the rows, twice.
 
     For the few rows of a block this is a handful of matrix-vector products on the device. On CUDA,
     ``torch.linalg.qr`` of an 11.7M x 4 matrix took about 85 ms (its Householder panels run on the host),
@@ -87,7 +89,7 @@ def _qr_rows(w: Tensor) -> tuple[Tensor, Tensor]:
     """
     b = w.shape[0]
     q = torch.empty_like(w)
-    r = torch.zeros(b, b, dtype=w.dtype, device=w.device)  # filled on the device: one copy to the host
+    r = torch.zeros(b, b, dtype=w.dtype, device=w.device)  # on the device: the caller copies it once
     for i in range(b):
         v = w[i]
         for _ in range(2 if i else 0):  # "twice is enough"
@@ -97,7 +99,7 @@ def _qr_rows(w: Tensor) -> tuple[Tensor, Tensor]:
         norm = torch.linalg.vector_norm(v)
         q[i] = v / norm.clamp_min(torch.finfo(w.dtype).tiny)
         r[i, i] = norm
-    return q, r.double().cpu()
+    return q, r
 
 
 def block_lanczos(
@@ -140,12 +142,13 @@ def block_lanczos(
         lo, hi = j * b, (j + 1) * b
         w = matmat(basis[lo:hi])  # (b, n)
         w, c = _orthogonalise(w, basis[:hi])
-        c = c.double().cpu()  # (hi, b)
+        q_r, r = _qr_rows(w)  # (b, n), (b, b)
+        host = torch.cat([c.reshape(-1), r.reshape(-1)]).double().cpu()  # one wait for the device per step
+        c, r = host[: hi * b].view(hi, b), host[hi * b :].view(b, b)
         t[:hi, lo:hi] = c
         t[lo:hi, :hi] = c.T
         diag = t[lo:hi, lo:hi]
         t[lo:hi, lo:hi] = (diag + diag.T) / 2
-        q_r, r = _qr_rows(w)  # (b, n), (b, b)
         u, sigma, vh = torch.linalg.svd(r)
         coupling = torch.diag(sigma) @ vh  # B: W^T = (Q_r U) B
         last = j + 1 == steps
