@@ -5,6 +5,7 @@ Usage: python bench/hessian.py [--device cpu|cuda] [--model resnet20] [--samples
                                [--block auto|B] [--also-blocks 1,8] [--also-tol 1e-3]
                                [--hvp-methods func,compiled,...] [--no-pyhessian] [--no-reference]
                                [--repeats 3] [--cudnn-benchmark] [--cudnn-ab] [--profile trace.json.gz]
+                               [--graphs-ab]
 
 The issue's GPU setting: ``--device cuda --model torchvision.resnet18 --samples 2048 --batch-size 2048``.
 
@@ -171,8 +172,12 @@ def time_products(model, x, y, args, device, methods, blocks, gen, label: str = 
     grad_op = hessian_operator(model, x, y, method=args.method, **kw)
     t_grad = _timed(grad_op.gradient, device)
     rows.append((f"one gradient{label}", f"{t_grad * 1e3:.1f} ms", ""))
-    for method in methods:
-        op = hessian_operator(model, x, y, method=method, **kw)
+    variants = [(m, True) for m in methods]
+    if args.graphs_ab and device.type == "cuda":  # the same methods launching every kernel each time
+        variants += [(m, False) for m in methods if m in ("func", "compiled")]
+    for method, graphs in variants:
+        op = hessian_operator(model, x, y, method=method, cuda_graphs=graphs, **kw)
+        name = method + ("" if graphs else ", no CUDA graphs") + label
         t = None
         if not args.no_single:
             v = torch.randn(op.n, generator=gen).to(device)
@@ -183,9 +188,7 @@ def time_products(model, x, y, args, device, methods, blocks, gen, label: str = 
             first = time.perf_counter() - start
             t = _timed(lambda op=op, v=v: op.matvec(v), device)
             note = f"first product {first:.1f} s (compilation)" if method == "compiled" else ""
-            rows.append(
-                (f"one HVP ({method}{label})", f"{t * 1e3:.1f} ms = {t / t_grad:.2f}x gradient", note)
-            )
+            rows.append((f"one HVP ({name})", f"{t * 1e3:.1f} ms = {t / t_grad:.2f}x gradient", note))
         for b in sorted(b for b in blocks if b > 1):
             vs = torch.randn(b, op.n, generator=gen).to(device)
             _sync(device)
@@ -199,7 +202,7 @@ def time_products(model, x, y, args, device, methods, blocks, gen, label: str = 
             )
             rows.append(
                 (
-                    f"{b} HVPs in one pass ({method}{label})",
+                    f"{b} HVPs in one pass ({name})",
                     f"{tb * 1e3:.1f} ms = {tb / b * 1e3:.1f} ms each = {tb / t_grad:.2f}x gradient"
                     + (f" = {tb / t:.2f}x one HVP" if t else "")
                     + failed,
@@ -273,6 +276,7 @@ def main() -> None:
         "--cudnn-benchmark": "cudnn.benchmark on for the whole run (both tools): cuDNN times its algorithms",
         "--cudnn-ab": "time the products with cudnn.benchmark off and on",
         "--no-single": "time blocks of products only (no single-product compile)",
+        "--graphs-ab": "also time the func and compiled products without CUDA graphs (CUDA only)",
     }
     for flag, text in switches.items():
         parser.add_argument(flag, action="store_true", help=text)

@@ -9,7 +9,8 @@ Two ways to compute ``H v``, both through :func:`torch.func.functional_call` ove
 vector, so the caller's module is never written to, moved or cast:
 
 - ``"func"``: forward-over-reverse, ``jvp(grad(L), (theta,), (v,))`` (the recommended HVP of the
-  ``torch.func`` documentation; Pearlmutter 1994, "Fast Exact Multiplication by the Hessian").
+  ``torch.func`` documentation; Pearlmutter 1994, "Fast Exact Multiplication by the Hessian"). On CUDA
+  each pass runs eagerly once and is then replayed as a CUDA graph (:mod:`workers.hessian.graphs`).
 - ``"compiled"``: the same, through ``torch.compile`` (one compilation per batch shape and block size,
   about a minute for a ResNet-18 on the lent H100). On CUDA each compiled pass is also recorded once as a
   CUDA graph and replayed (``mode="reduce-overhead"``): a pass of 2 products took 36.3-36.8 ms there
@@ -47,6 +48,7 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from workers.analyses.evaluate import eval_mode
 from workers.compile import compile_or_eager
+from workers.hessian.graphs import GraphedPasses
 from workers.landscape.directions import weight_masks
 
 with warnings.catch_warnings():
@@ -84,8 +86,14 @@ def default_block(device: torch.device, method: HVPMethod = "func") -> int:
     On an H100 (torchvision ResNet-18, 2,048 CIFAR-shaped samples), one pass of ``b`` products cost, in
     single products: compiled 1.6x for 2, 2.5x for 4, 4.4x for 8; eager ``func`` 1.16x for 2, 1.3x for 4,
     1.9x for 8. A block needs more products for the same top-5 (19 single, 22 in blocks of 2, 32 in
-    blocks of 4, 48 in blocks of 8), so blocks of 2 were fastest compiled and blocks of 4 eager. Double
-    backward is unmeasured there and gets 2. On the CPU (ResNet-20, 512 samples, 2 cores) a pass of 2
+    blocks of 4, 48 in blocks of 8), so blocks of 2 were fastest compiled and blocks of 4 eager.
+
+    With ``func`` passes replayed as CUDA graphs, a pass of 1, 2 and 4 products took 39.9, 61.0 and 97.2
+    ms (69.3, 78.9 and 104.6 ms launched kernel by kernel, same run). The top-5 at tol 1e-4, each run
+    paying its own recording, took 1.01 s one product at a time, 0.90 s in blocks of 2 and 1.01 s in
+    blocks of 4; at tol 1e-2 blocks of 4 were fastest (0.76 s against 0.81 s). The trace and density,
+    the rest of a job's products, are unmeasured by block there, so ``func`` keeps 4. Double backward is
+    unmeasured there and gets 2. On the CPU (ResNet-20, 512 samples, 2 cores) a pass of 2
     double-backward products cost 1.92x one and of 4 4.9x: nothing saved, so 1.
     """
     if torch.device(device).type == "cpu":
@@ -246,6 +254,7 @@ def hessian_operator(
     names: Sequence[str] | None = None,
     mask: Tensor | None = None,
     method: HVPMethod = "func",
+    cuda_graphs: bool = True,
 ) -> HessianOperator:
     """The Hessian of the mean cross-entropy of ``model`` on ``(x, y)`` as a matrix-free operator.
 
@@ -256,8 +265,12 @@ def hessian_operator(
         y: integer labels ``(N,)``.
         names: the parameters the Hessian is taken over (a block of it; the others stay fixed). Default all.
         mask: boolean ``(D,)`` over the flat selected parameters; ``True`` marks unpruned coordinates.
-        method: ``"func"`` (forward-over-reverse), ``"double_backward"`` or ``"retained"`` (double backward
-            through gradient graphs kept from the first product: fastest on the CPU, most memory).
+        method: ``"func"`` (forward-over-reverse), ``"compiled"`` (the same, compiled), ``"double_backward"``
+            or ``"retained"`` (double backward through gradient graphs kept from the first product: fastest
+            on the CPU, most memory).
+        cuda_graphs: on CUDA, replay each ``"func"`` pass as a CUDA graph after its first run
+            (:class:`workers.hessian.graphs.GraphedPasses`) and compile ``"compiled"`` ones with
+            ``mode="reduce-overhead"``; ``False`` launches every kernel each time.
     """
     if x.shape[0] != y.shape[0] or y.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must hold the same N >= 1 samples")
@@ -310,17 +323,21 @@ def hessian_operator(
 
     if method == "func":
 
-        def batch_hvp(v: Tensor, i: int) -> Tensor:
+        def eager_hvp(v: Tensor, i: int) -> Tensor:
             return fwd_over_rev(theta, v, *batches[i])
 
-        def batch_hvps(vs: Tensor, i: int) -> Tensor:
+        def eager_hvps(vs: Tensor, i: int) -> Tensor:
             return fwd_over_rev_many(theta, vs, *batches[i])
+
+        graphed = cuda_graphs and torch.device(device).type == "cuda"
+        batch_hvp = GraphedPasses(eager_hvp) if graphed else eager_hvp
+        batch_hvps = GraphedPasses(eager_hvps) if graphed else eager_hvps
 
     elif method == "compiled":
         # On CUDA each compiled pass is also recorded as a CUDA graph and replayed ("reduce-overhead"):
         # one launch instead of about a thousand, and no host work inside the pass. A replay writes its
         # output where the previous one did, so each is copied out before the next call.
-        graphed = torch.device(device).type == "cuda"
+        graphed = cuda_graphs and torch.device(device).type == "cuda"
         mode = "reduce-overhead" if graphed else None
         compiled = compile_or_eager(fwd_over_rev, mode=mode)
         compiled_many = compile_or_eager(fwd_over_rev_many, mode=mode)  # per batch shape and block size
