@@ -6,10 +6,14 @@ launch. On the lent H100 (torchvision ResNet-18, 2,048 CIFAR-shaped samples, mea
 ``torch.cuda.graph``; issue 4's notes) a pass of 1, 2 and 4 products took 102, 126 and 111 ms eagerly and
 39.8, 60.6 and 96.6 ms replayed.
 
-Recording costs one pass's launches on the host (150-180 ms there) and no device time, so it pays from
-the third product of a shape on. The wrapped function must read nothing but its vector argument and
-tensors that stay where they are for the wrapper's life (the operator's parameters and batches): a replay
-reads the addresses it was recorded with.
+Recording costs one pass's launches on the host (150-180 ms there) and no device time. In the benchmark
+run that timed both ways in one process, a replay saved 29, 18 and 7 ms per pass of 1, 2 and 4 products
+(``bench/hessian.py --graphs-ab``), so recording pays back after about 6, 9 and 20 passes of a shape:
+a Lanczos run, a trace or a density takes tens of passes.
+
+The wrapped function must read nothing but its vector argument and tensors that stay where they are for
+the wrapper's life (the operator's parameters and batches): a replay reads the addresses it was recorded
+with.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ class GraphedPasses:
 
     The first call of each shape and batch runs eagerly: it warms up the libraries' lazy set-up (cuBLAS
     and cuDNN handles) outside the recording, and a shape used once is never recorded. Graphs of one
-    vector shape share a memory pool: they run one after another on one stream, always in batch order.
-    Where a recording fails (a model that reads a value back to the host mid-pass, say), the products
-    run eagerly from then on, logged once.
+    vector shape share a memory pool: they run one after another on one stream, and each output is
+    copied out before the next replay, so no replay writes over a result still in use. Where a recording
+    fails (a model that reads a value back to the host mid-pass, say), the products run eagerly from
+    then on, logged once.
     """
 
     def __init__(self, fn: Callable[[Tensor, int], Tensor]) -> None:
