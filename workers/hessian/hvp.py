@@ -5,7 +5,7 @@ BatchNorm running statistics and dropout off (DESIGN.md section 6). The data are
 Hessian-vector product is the sum of the per-batch products of the summed losses, divided by ``N`` (the
 same as weighting each batch's mean-loss product by ``B_b / N``).
 
-Two ways to compute ``H v``, both through :func:`torch.func.functional_call` over one flat parameter
+Four ways to compute ``H v``, all through :func:`torch.func.functional_call` over one flat parameter
 vector, so the caller's module is never written to, moved or cast:
 
 - ``"func"``: forward-over-reverse, ``jvp(grad(L), (theta,), (v,))`` (the recommended HVP of the
@@ -321,6 +321,7 @@ def hessian_operator(
     def fwd_over_rev_many(t: Tensor, vs: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
         return vmap(lambda v: fwd_over_rev(t, v, xb, yb))(vs)  # (b, D)
 
+    graphed = cuda_graphs and torch.device(device).type == "cuda"  # only the forward-over-reverse methods
     if method == "func":
 
         def eager_hvp(v: Tensor, i: int) -> Tensor:
@@ -329,7 +330,6 @@ def hessian_operator(
         def eager_hvps(vs: Tensor, i: int) -> Tensor:
             return fwd_over_rev_many(theta, vs, *batches[i])
 
-        graphed = cuda_graphs and torch.device(device).type == "cuda"
         batch_hvp = GraphedPasses(eager_hvp) if graphed else eager_hvp
         batch_hvps = GraphedPasses(eager_hvps) if graphed else eager_hvps
 
@@ -337,7 +337,6 @@ def hessian_operator(
         # On CUDA each compiled pass is also recorded as a CUDA graph and replayed ("reduce-overhead"):
         # one launch instead of about a thousand, and no host work inside the pass. A replay writes its
         # output where the previous one did, so each is copied out before the next call.
-        graphed = cuda_graphs and torch.device(device).type == "cuda"
         mode = "reduce-overhead" if graphed else None
         compiled = compile_or_eager(fwd_over_rev, mode=mode)
         compiled_many = compile_or_eager(fwd_over_rev_many, mode=mode)  # per batch shape and block size
